@@ -1,0 +1,130 @@
+"""The OpenAPI document, generated from the same msgspec schemas the code uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gpugate import __version__
+from gpugate.api import schemas as api
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {_JSON: {"schema": _ref(name)}}}
+
+
+def _ok(name: str, status: str = "200") -> dict[str, Any]:
+    return {
+        status: {"description": "success", "content": {_JSON: {"schema": _ref(name)}}},
+        "400": {"description": "bad request", "content": {_JSON: {"schema": _ref("ErrorBody")}}},
+        "404": {"description": "no such job", "content": {_JSON: {"schema": _ref("ErrorBody")}}},
+        "409": {
+            "description": "not in this state",
+            "content": {_JSON: {"schema": _ref("ErrorBody")}},
+        },
+    }
+
+
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _job_op(summary: str, response: str, body: str | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": [_JOB_ID], "responses": _ok(response)}
+    if body:
+        op["requestBody"] = _body(body)
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    types = [
+        api.SubmitRequest,
+        api.JobList,
+        api.JobDetail,
+        api.ActionResult,
+        api.PriorityRequest,
+        api.GpuList,
+        api.Health,
+        api.ErrorBody,
+        api.SimLoadRequest,
+    ]
+    _, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    p = api.API_PREFIX
+    paths: dict[str, Any] = {
+        f"{p}/health": {
+            "get": {"summary": "daemon version and GPU backend", "responses": _ok("Health")}
+        },
+        f"{p}/jobs": {
+            "get": {
+                "summary": "active jobs and recently finished ones",
+                "parameters": [
+                    {"name": "recent", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "state", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": _ok("JobList"),
+            },
+            "post": {
+                "summary": "queue jobs (all or none)",
+                "requestBody": _body("SubmitRequest"),
+                "responses": _ok("JobList", "201"),
+            },
+        },
+        p + "/jobs/{job_id}": {"get": _job_op("one job with its state history", "JobDetail")},
+        p + "/jobs/{job_id}/cancel": {
+            "post": _job_op("cancel (SIGTERM, grace, SIGKILL)", "ActionResult")
+        },
+        p + "/jobs/{job_id}/hold": {
+            "post": _job_op("keep a queued job from starting", "ActionResult")
+        },
+        p + "/jobs/{job_id}/release": {"post": _job_op("queue a held job again", "ActionResult")},
+        p + "/jobs/{job_id}/priority": {
+            "post": _job_op("change priority", "ActionResult", "PriorityRequest")
+        },
+        p + "/jobs/{job_id}/wait": {
+            "get": _job_op("wait until the job ends (long poll)", "ActionResult")
+        },
+        p + "/jobs/{job_id}/logs": {
+            "get": {
+                "summary": "stdout or stderr from an offset; follow=1 streams until the job ends",
+                "parameters": [
+                    _JOB_ID,
+                    {"name": "stream", "in": "query", "schema": {"enum": ["stdout", "stderr"]}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "log bytes",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        f"{p}/gpus": {"get": {"summary": "what the monitor sees", "responses": _ok("GpuList")}},
+        f"{p}/sim/load": {
+            "post": {
+                "summary": "inject outside load on a simulated GPU",
+                "requestBody": _body("SimLoadRequest"),
+                "responses": _ok("GpuList"),
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gpugate", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": components},
+    }

@@ -1,0 +1,214 @@
+"""HTTP routes: thin. Decode and validate with the shared schemas, call the service, encode.
+
+Every error is JSON ``{"error": "..."}`` with a 4xx status; nothing is changed by a
+request that was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gpugate import __version__
+from gpugate.api import schemas as api
+from gpugate.api.openapi import openapi_document
+from gpugate.daemon import views
+from gpugate.daemon.service import Service, ServiceError
+from gpugate.gpu.sim import SIM_DIR_ENV, clear_load, inject_load
+from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
+
+LOG_CHUNK_BYTES = 64 * 1024
+LOG_POLL_S = 0.2
+
+
+class DaemonHandle(Protocol):
+    """What routes need from the running daemon besides the service."""
+
+    started_at: float
+
+    async def wait_for_change(self, timeout_s: float) -> None: ...
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(value), status, media_type="application/json")
+
+
+def error(message: str, status: int) -> Response:
+    return json_response(api.ErrorBody(message), status)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """Map the errors users cause to clear 4xx answers."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except msgspec.ValidationError as exc:
+            return error(f"invalid request: {exc}", 400)
+        except msgspec.DecodeError as exc:
+            return error(f"malformed JSON: {exc}", 400)
+        except ServiceError as exc:
+            return error(str(exc), exc.status)
+
+    return wrapped
+
+
+def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
+    engine = service.engine
+
+    def peer_uid(request: Request) -> int:
+        # SO_PEERCRED on the Unix socket; the multi-user issue builds on this
+        return int(request.scope.get("gpugate.uid", os.getuid()))
+
+    def job_id(request: Request) -> int:
+        raw = request.path_params["job_id"]
+        return int(raw)
+
+    async def health(request: Request) -> Response:
+        snap = engine.snapshot
+        return json_response(
+            api.Health(__version__, snap.backend, snap.note, os.getpid(), daemon.started_at)
+        )
+
+    async def submit(request: Request) -> Response:
+        body = msgspec.json.decode(await request.body(), type=api.SubmitRequest)
+        jobs = service.submit(body.jobs, peer_uid(request))
+        return json_response(api.JobList([views.job_view(engine, j) for j in jobs], {}), 201)
+
+    async def list_jobs(request: Request) -> Response:
+        limit = _int_param(request, "recent", engine.config.recent_limit)
+        states = {s for s in request.query_params.get("state", "").split(",") if s}
+        return json_response(views.job_list(engine, limit, states or None))
+
+    async def show(request: Request) -> Response:
+        job = service.job(job_id(request))
+        return json_response(views.job_detail(engine, job, engine.store.history(job.id)))
+
+    def action(name: str) -> Handler:
+        async def act(request: Request) -> Response:
+            job = getattr(service, name)(job_id(request))
+            return json_response(api.ActionResult(views.job_view(engine, job)))
+
+        return act
+
+    async def priority(request: Request) -> Response:
+        body = msgspec.json.decode(await request.body(), type=api.PriorityRequest)
+        job = service.set_priority(job_id(request), body.priority)
+        return json_response(api.ActionResult(views.job_view(engine, job)))
+
+    async def wait(request: Request) -> Response:
+        ident = job_id(request)
+        timeout = float(request.query_params.get("timeout", "30"))
+        deadline = asyncio.get_running_loop().time() + min(max(timeout, 0.0), 300.0)
+        while (job := service.job(ident)).is_active:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await daemon.wait_for_change(left)
+        return json_response(api.ActionResult(views.job_view(engine, job)))
+
+    async def logs(request: Request) -> Response:
+        ident = job_id(request)
+        service.job(ident)
+        stream = request.query_params.get("stream", "stdout")
+        if stream not in ("stdout", "stderr"):
+            raise ServiceError("stream must be stdout or stderr")
+        path = engine.paths.job_dir(ident) / (STDOUT_FILE if stream == "stdout" else STDERR_FILE)
+        offset = _int_param(request, "offset", 0)
+        follow = request.query_params.get("follow", "0") in ("1", "true")
+        body = (
+            _follow_file(path, offset, lambda: service.job(ident).is_active, daemon)
+            if follow
+            else None
+        )
+        if body is not None:
+            return StreamingResponse(body, media_type="application/octet-stream")
+        return Response(_read_from(path, offset), media_type="application/octet-stream")
+
+    async def gpus(request: Request) -> Response:
+        return json_response(views.gpu_list(engine))
+
+    async def sim_load(request: Request) -> Response:
+        body = msgspec.json.decode(await request.body(), type=api.SimLoadRequest)
+        channel = engine.monitor.job_env({}).get(SIM_DIR_ENV)
+        if channel is None:
+            raise ServiceError("the daemon is not running simulated GPUs", 409)
+        if body.clear:
+            clear_load(Path(channel), body.name)
+        else:
+            inject_load(
+                Path(channel), body.name or "external", body.gpu, body.mem_bytes, body.util_pct
+            )
+        engine.observe(engine.monitor.snapshot())  # show the change in the answer
+        return json_response(views.gpu_list(engine))
+
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_document())
+
+    p = api.API_PREFIX
+    routes = [
+        Route(f"{p}/health", guarded(health), methods=["GET"]),
+        Route(f"{p}/jobs", guarded(submit), methods=["POST"]),
+        Route(f"{p}/jobs", guarded(list_jobs), methods=["GET"]),
+        Route(p + "/jobs/{job_id:int}", guarded(show), methods=["GET"]),
+        Route(p + "/jobs/{job_id:int}/cancel", guarded(action("cancel")), methods=["POST"]),
+        Route(p + "/jobs/{job_id:int}/hold", guarded(action("hold")), methods=["POST"]),
+        Route(p + "/jobs/{job_id:int}/release", guarded(action("release")), methods=["POST"]),
+        Route(p + "/jobs/{job_id:int}/priority", guarded(priority), methods=["POST"]),
+        Route(p + "/jobs/{job_id:int}/wait", guarded(wait), methods=["GET"]),
+        Route(p + "/jobs/{job_id:int}/logs", guarded(logs), methods=["GET"]),
+        Route(f"{p}/gpus", guarded(gpus), methods=["GET"]),
+        Route(f"{p}/sim/load", guarded(sim_load), methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ServiceError(f"query parameter {name} must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ServiceError(f"query parameter {name} must be >= 0")
+    return value
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            return log.read()
+    except FileNotFoundError:
+        return b""
+
+
+async def _follow_file(
+    path: Path, offset: int, running: Callable[[], bool], daemon: DaemonHandle
+) -> AsyncIterator[bytes]:
+    """Yield the log from ``offset`` as it grows, until the job ended and all is sent."""
+    while True:
+        alive = running()  # read before the file: data written before the end is not missed
+        chunk = _read_from(path, offset)[:LOG_CHUNK_BYTES]
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+            continue
+        if not alive:
+            return
+        await daemon.wait_for_change(LOG_POLL_S)

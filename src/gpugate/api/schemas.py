@@ -1,0 +1,155 @@
+"""The wire format, shared by the daemon, the Python client and the CLI.
+
+msgspec Structs: they validate on decode, encode fast, give the OpenAPI schema, and import
+in a few milliseconds (the CLI must start fast). Sizes on the wire are bytes, utilization
+is a percentage, times are seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+API_PREFIX = "/v1"
+
+Priority = Annotated[int, Meta(ge=-1000, le=1000, description="higher runs first")]
+GpuCount = Annotated[int, Meta(ge=0, le=64, description="distinct GPUs; 0 = CPU-only")]
+Bytes = Annotated[int, Meta(gt=0, description="bytes per GPU")]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+JobId = Annotated[int, Meta(ge=1)]
+Command = Annotated[str, Meta(min_length=1, max_length=131072)]
+
+
+class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One job to queue."""
+
+    command: Command
+    cwd: str
+    env: dict[str, str] = {}
+    priority: Priority = 0
+    gpus: GpuCount = 1
+    mem_bytes: Bytes | None = None
+    util_pct: Percent | None = None
+    exclusive: bool = False
+    after: list[JobId] = []
+    name: Annotated[str, Meta(max_length=200)] = ""
+    hold: bool = False
+
+
+class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True):
+    jobs: Annotated[list[JobSubmission], Meta(min_length=1, max_length=1_000_000)]
+
+
+class PriorityRequest(msgspec.Struct, forbid_unknown_fields=True):
+    priority: Priority
+
+
+class SimLoadRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Outside load on a simulated GPU (only when the daemon runs simulated GPUs)."""
+
+    gpu: str
+    mem_bytes: Annotated[int, Meta(ge=0)] = 0
+    util_pct: Percent = 0.0
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = "external"
+    clear: bool = False  # remove the load called ``name`` (every injected load if None)
+
+
+class TransitionView(msgspec.Struct):
+    from_state: str | None
+    to_state: str
+    at: float
+    reason: str
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    """A job as `ls` shows it; ``reason`` says why it is in its state right now."""
+
+    id: int
+    name: str
+    command: str
+    state: str
+    priority: int
+    gpus: int
+    gpu_uuids: list[str]
+    gpu_indices: list[int]
+    mem_bytes: int | None  # expected per GPU; None: unknown (whole GPU)
+    util_pct: float
+    expectation: str  # declared, history or default
+    exclusive: bool
+    after: list[int]
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    reason: str
+    peak_mem_bytes: int | None
+    peak_util_pct: float | None
+    owner_uid: int
+    pid: int | None
+
+
+class JobDetail(msgspec.Struct, kw_only=True):
+    job: JobView
+    cwd: str
+    history: list[TransitionView]
+    stdout_path: str
+    stderr_path: str
+
+
+class JobList(msgspec.Struct):
+    jobs: list[JobView]
+    counts: dict[str, int]  # jobs per state among the active ones
+
+
+class ActionResult(msgspec.Struct):
+    job: JobView
+
+
+class GpuProcessView(msgspec.Struct):
+    pid: int
+    mem_bytes: int | None
+    util_pct: float | None
+    name: str
+    job_id: int | None  # the gpugate job it belongs to; None: not started by gpugate
+
+
+class GpuView(msgspec.Struct, kw_only=True):
+    index: int
+    uuid: str
+    name: str
+    mem_total_bytes: int
+    mem_used_bytes: int
+    util_pct: float | None  # last sample
+    util_smoothed_pct: float | None  # what admission uses
+    util_headroom_pct: float
+    mem_headroom_pct: float
+    reserved_mem_bytes: int  # held back for jobs still ramping up
+    jobs: list[int]
+    processes: list[GpuProcessView]
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+class GpuList(msgspec.Struct):
+    backend: str
+    note: str
+    taken_at: float
+    gpus: list[GpuView]
+
+
+class Health(msgspec.Struct):
+    version: str
+    backend: str
+    note: str
+    pid: int
+    started_at: float
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+
+
+def job_view_fields() -> list[str]:
+    return list(JobView.__struct_fields__)

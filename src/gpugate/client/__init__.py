@@ -1,0 +1,181 @@
+"""The Python client: the only way the CLI (and scripts) talk to the daemon.
+
+Standard library HTTP over the Unix socket plus msgspec, so ``import gpugate.client`` stays
+cheap for a CLI that must start in well under 150 ms.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import msgspec
+
+from gpugate.api import schemas as api
+
+T = TypeVar("T")
+_P = api.API_PREFIX
+
+
+class DaemonNotRunning(ConnectionError):
+    """No daemon answers on the socket."""
+
+
+class ApiError(RuntimeError):
+    """The daemon refused a request; ``message`` says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise DaemonNotRunning(
+                f"no gpugate daemon is running on {self.socket_path} ({exc.strerror}).\n"
+                "Start one with:  gpugate serve   (or `gpugate serve --detach`)"
+            ) from None
+        self.sock = sock
+
+
+def default_socket() -> str:
+    from gpugate.daemon.paths import StatePaths  # light: dataclass and os only
+
+    return str(StatePaths.default().socket)
+
+
+class Client:
+    def __init__(
+        self, socket_path: str | os.PathLike[str] | None = None, timeout_s: float = 60.0
+    ) -> None:
+        self.socket_path = str(socket_path or default_socket())
+        self.timeout_s = timeout_s
+
+    # ------------------------------------------------------------------ plumbing
+    def _call(
+        self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+    ) -> bytes:
+        conn = _UnixConnection(self.socket_path, self.timeout_s)
+        try:
+            url = path + (f"?{urlencode(query)}" if query else "")
+            payload = msgspec.json.encode(body) if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            conn.request(method, url, body=payload, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        if response.status >= 400:
+            raise ApiError(response.status, _error_text(data, response.status))
+        return data
+
+    def _get(self, path: str, type_: type[T], query: dict[str, Any] | None = None) -> T:
+        return msgspec.json.decode(self._call("GET", path, query=query), type=type_)
+
+    def _post(self, path: str, type_: type[T], body: Any = None) -> T:
+        return msgspec.json.decode(
+            self._call("POST", path, body=body if body is not None else {}), type=type_
+        )
+
+    # ---------------------------------------------------------------------- jobs
+    def submit(self, jobs: Sequence[api.JobSubmission]) -> list[api.JobView]:
+        """Queue jobs all together or none; returns them with their ids."""
+        return self._post(f"{_P}/jobs", api.JobList, api.SubmitRequest(list(jobs))).jobs
+
+    def submit_command(self, command: str, **fields: Any) -> api.JobView:
+        fields.setdefault("cwd", os.getcwd())
+        return self.submit([api.JobSubmission(command=command, **fields)])[0]
+
+    def jobs(self, recent: int | None = None, states: Sequence[str] = ()) -> api.JobList:
+        query: dict[str, Any] = {}
+        if recent is not None:
+            query["recent"] = recent
+        if states:
+            query["state"] = ",".join(states)
+        return self._get(f"{_P}/jobs", api.JobList, query)
+
+    def show(self, job_id: int) -> api.JobDetail:
+        return self._get(f"{_P}/jobs/{job_id}", api.JobDetail)
+
+    def cancel(self, job_id: int) -> api.JobView:
+        return self._post(f"{_P}/jobs/{job_id}/cancel", api.ActionResult).job
+
+    def hold(self, job_id: int) -> api.JobView:
+        return self._post(f"{_P}/jobs/{job_id}/hold", api.ActionResult).job
+
+    def release(self, job_id: int) -> api.JobView:
+        return self._post(f"{_P}/jobs/{job_id}/release", api.ActionResult).job
+
+    def set_priority(self, job_id: int, priority: int) -> api.JobView:
+        return self._post(
+            f"{_P}/jobs/{job_id}/priority", api.ActionResult, api.PriorityRequest(priority)
+        ).job
+
+    def wait(
+        self, job_id: int, timeout_s: float | None = None, poll_s: float = 30.0
+    ) -> api.JobView:
+        """Block until the job ends (or the timeout passes); returns its last view."""
+        import time
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = (
+                poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
+            )
+            job = self._get(f"{_P}/jobs/{job_id}/wait", api.ActionResult, {"timeout": left}).job
+            if job.ended_at is not None or (deadline is not None and time.monotonic() >= deadline):
+                return job
+
+    def logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> bytes:
+        return self._call(
+            "GET", f"{_P}/jobs/{job_id}/logs", query={"stream": stream, "offset": offset}
+        )
+
+    def follow_logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> Iterator[bytes]:
+        """Yield the log as it is written, until the job has ended and all is read."""
+        conn = _UnixConnection(self.socket_path, timeout=None)  # type: ignore[arg-type]
+        try:
+            query = urlencode({"stream": stream, "offset": offset, "follow": 1})
+            conn.request("GET", f"{_P}/jobs/{job_id}/logs?{query}")
+            response = conn.getresponse()
+            if response.status >= 400:
+                raise ApiError(response.status, _error_text(response.read(), response.status))
+            while chunk := response.read1(65536):
+                yield chunk
+        finally:
+            conn.close()
+
+    # ---------------------------------------------------------------------- rest
+    def gpus(self) -> api.GpuList:
+        return self._get(f"{_P}/gpus", api.GpuList)
+
+    def health(self) -> api.Health:
+        return self._get(f"{_P}/health", api.Health)
+
+    def sim_load(self, request: api.SimLoadRequest) -> api.GpuList:
+        return self._post(f"{_P}/sim/load", api.GpuList, request)
+
+
+def _error_text(data: bytes, status: int) -> str:
+    try:
+        return str(msgspec.json.decode(data, type=api.ErrorBody).error)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return f"HTTP {status}: {data[:200].decode(errors='replace')}"
+
+
+__all__ = ["ApiError", "Client", "DaemonNotRunning"]

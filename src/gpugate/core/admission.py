@@ -1,0 +1,85 @@
+"""Does a job fit on a GPU? One function per admission policy; each answers with the
+reason it does not fit (``None`` when it fits), worded for ``gpugate ls``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gpugate.core.load import GpuLoad
+from gpugate.core.policy import Admission, Policy
+from gpugate.model import Job
+from gpugate.units import format_bytes
+
+FitCheck = Callable[[GpuLoad, Job, Policy], "str | None"]
+
+
+def fit_headroom(load: GpuLoad, job: Job, policy: Policy) -> str | None:
+    """gpugate's rule: after adding the job, memory and utilization stay under headroom."""
+    if (taken := _taken(load)) is not None:
+        return taken
+    if job.spec.exclusive or job.expected.whole_gpu:
+        return _idle_reason(load, job, policy)
+    return _mem_reason(load, job) or _util_reason(load, job)
+
+
+def fit_memory_only(load: GpuLoad, job: Job, policy: Policy) -> str | None:
+    """Free memory right now, no reservation, no utilization (what gpusched-like tools do)."""
+    free = load.view.mem_total_bytes - load.view.mem_used_bytes
+    need = load.view.mem_total_bytes if job.expected.mem_bytes is None else job.expected.mem_bytes
+    if need > free:
+        return f"{load.label} free memory {format_bytes(free)} < {format_bytes(need)}"
+    return None
+
+
+def fit_whole_gpu(load: GpuLoad, job: Job, policy: Policy) -> str | None:
+    """One job per GPU, whatever the GPU is doing (task-spooler-like queues)."""
+    if load.job_ids:
+        return f"{load.label} runs job {load.job_ids[0]}"
+    return None
+
+
+FIT_CHECKS: dict[Admission, FitCheck] = {
+    Admission.HEADROOM: fit_headroom,
+    Admission.MEMORY_ONLY: fit_memory_only,
+    Admission.WHOLE_GPU: fit_whole_gpu,
+}
+
+
+def _taken(load: GpuLoad) -> str | None:
+    if load.drained_for is not None:
+        return f"{load.label} kept free for job {load.drained_for} (waited past backfill bound)"
+    if load.exclusive_job is not None:
+        return f"{load.label} held exclusively by job {load.exclusive_job}"
+    if load.whole_job is not None:
+        return f"{load.label} reserved for job {load.whole_job} (unknown size, ramping up)"
+    return None
+
+
+def _idle_reason(load: GpuLoad, job: Job, policy: Policy) -> str | None:
+    if load.job_ids:
+        what = "exclusive" if job.spec.exclusive else "unknown-size (declare --mem)"
+        return f"{load.label} runs job {load.job_ids[0]}; {what} jobs need an idle GPU"
+    if not load.is_idle(policy):
+        used = format_bytes(load.view.mem_used_bytes)
+        return f"{load.label} not idle: {used} in use by other processes"
+    return _util_reason(load, job, adding=0.0)
+
+
+def _mem_reason(load: GpuLoad, job: Job) -> str | None:
+    need = job.expected.mem_bytes or 0
+    if load.mem_bytes + need <= load.mem_cap_bytes:
+        return None
+    return (
+        f"{load.label} mem {format_bytes(load.mem_bytes)} + {format_bytes(need)}"
+        f" > {load.limits.mem_headroom_pct:.0f}% of {format_bytes(load.view.mem_total_bytes)}"
+    )
+
+
+def _util_reason(load: GpuLoad, job: Job, adding: float | None = None) -> str | None:
+    add = job.expected.util_pct if adding is None else adding
+    line = load.limits.util_headroom_pct
+    if load.util_pct + add <= line and load.util_pct < line:
+        return None
+    if add:
+        return f"{load.label} util {load.util_pct:.0f}% + {add:.0f}% > {line:.0f}%"
+    return f"{load.label} util {load.util_pct:.0f}% > {line:.0f}%"

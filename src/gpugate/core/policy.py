@@ -1,0 +1,49 @@
+"""Scheduling policies: plain data the core reads. The simulator compares these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Admission(StrEnum):
+    """How the core decides that a job fits on a GPU."""
+
+    HEADROOM = "headroom"  # gpugate: utilization + memory headroom, with reservations
+    MEMORY_ONLY = "memory-only"  # free memory now, no reservation (gpusched-like)
+    WHOLE_GPU = "whole-gpu"  # one job per GPU, load ignored (task-spooler-like queues)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuLimits:
+    """Headroom lines of one GPU: admission keeps it under both."""
+
+    util_headroom_pct: float = 90.0
+    mem_headroom_pct: float = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Every knob of ``schedule()``; defaults are what ``gpugate serve`` uses.
+
+    Backfill bound: a job may start ahead of the first blocked job (the head) only while
+    the head has waited less than ``max_head_wait_s``. After that the head's GPUs are
+    drained for it: nothing new starts there, so the head waits at most
+    ``max_head_wait_s`` plus the remaining run time of the gpugate jobs already on those
+    GPUs (outside load, which gpugate does not control, can still delay it).
+    """
+
+    admission: Admission = Admission.HEADROOM
+    limits: GpuLimits = GpuLimits()
+    per_gpu_limits: Mapping[str, GpuLimits] = field(default_factory=dict)  # by uuid or index
+    aging_per_hour: float = 1.0  # priority points a waiting job gains per hour
+    backfill: bool = True
+    max_head_wait_s: float = 1800.0
+    ramp_timeout_s: float = 60.0  # a started job's reservation lasts at most this long...
+    ramp_level: float = 0.9  # ...or until its memory is seen at this fraction of expected
+    idle_mem_pct: float = 10.0  # a GPU counts as idle (for exclusive/unknown-size jobs)
+    max_cpu_jobs: int | None = None  # CPU-only jobs running at once; None: no limit
+
+    def limits_for(self, uuid: str, index: int) -> GpuLimits:
+        return self.per_gpu_limits.get(uuid) or self.per_gpu_limits.get(str(index)) or self.limits

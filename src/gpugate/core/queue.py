@@ -1,0 +1,45 @@
+"""Queue order (priority with aging, FIFO within a priority) and dependency checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from gpugate.model import Job
+from gpugate.states import JobState
+
+SECONDS_PER_HOUR = 3600.0
+
+
+def effective_priority(job: Job, now: float, aging_per_hour: float) -> float:
+    """Priority plus what waiting earned: ``priority + aging_per_hour * hours_waited``.
+
+    With aging > 0 any job eventually outranks a fixed stream of higher-priority arrivals,
+    so low priorities never starve.
+    """
+    waited_h = max(0.0, now - job.submitted_at) / SECONDS_PER_HOUR
+    return job.priority + aging_per_hour * waited_h
+
+
+def in_queue_order(jobs: Sequence[Job], now: float, aging_per_hour: float) -> list[Job]:
+    """Highest effective priority first; FIFO (submit time, then id) among equals."""
+    return sorted(
+        jobs, key=lambda j: (-effective_priority(j, now, aging_per_hour), j.submitted_at, j.id)
+    )
+
+
+def dependency_verdict(job: Job, states: Mapping[int, JobState]) -> tuple[bool, str | None]:
+    """``(can_ever_run, reason_it_waits)`` for a job's ``--after`` list.
+
+    A dependency that ended in anything but success, or that does not exist, means the
+    job can never run. One still active makes it wait.
+    """
+    for dep in job.spec.after:
+        state = states.get(dep)
+        if state is None:
+            return False, f"dependency job {dep} does not exist"
+        if state is JobState.SUCCEEDED:
+            continue
+        if state.is_terminal:
+            return False, f"dependency job {dep} ended {state.value}"
+        return True, f"after job {dep} ({state.value})"
+    return True, None

@@ -1,0 +1,173 @@
+"""``schedule()``: the one brain that the daemon, the simulator and the tests all drive.
+
+Pure: it reads a SchedulingRequest (time included) and returns a SchedulingReply. No
+clock, no I/O, no NVML: so every decision is reproducible and carries its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gpugate.core.admission import FIT_CHECKS
+from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
+from gpugate.core.placement import place
+from gpugate.core.policy import Policy
+from gpugate.core.queue import dependency_verdict, in_queue_order
+from gpugate.core.types import SchedulingReply, SchedulingRequest, Start, Verdict
+from gpugate.model import Job
+from gpugate.states import JobState
+from gpugate.units import format_bytes
+
+Shape = tuple[int, int | None, float, bool]
+
+
+def schedule(request: SchedulingRequest) -> SchedulingReply:
+    """Decide which queued jobs start now and where; say why every other one waits."""
+    holders = [j for j in request.jobs if j.state.holds_gpus]
+    ramped = _ramped(holders, request)
+    done_ramping = {v.job_id for v in ramped}
+    ramping = {j.id for j in holders if j.state is JobState.STARTING} - done_ramping
+    loads = build_loads(request.gpus, holders, request.usage, request.policy, ramping)
+    waiting: dict[int, str] = {}
+    candidates, cancels = _eligible(request, waiting)
+    ordered = in_queue_order(candidates, request.now, request.policy.aging_per_hour)
+    cpu_jobs = [j for j in ordered if j.spec.gpus == 0]
+    gpu_jobs = [j for j in ordered if j.spec.gpus > 0]
+    cpu_busy = sum(1 for j in holders if j.spec.gpus == 0)
+    starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
+    gpu_starts, drained_for = _start_gpu_jobs(gpu_jobs, loads, request, waiting)
+    return SchedulingReply(
+        starts=tuple(starts + gpu_starts),
+        waiting=waiting,
+        cancels=tuple(cancels),
+        ramped=tuple(ramped),
+        drained_for=drained_for,
+    )
+
+
+def _ramped(holders: Sequence[Job], request: SchedulingRequest) -> list[Verdict]:
+    verdicts = []
+    for job in holders:
+        if job.state is not JobState.STARTING:
+            continue
+        usage = request.usage.get(job.id, {})
+        if is_ramped(job, usage, request.now, request.policy):
+            verdicts.append(Verdict(job.id, _ramp_reason(job, request)))
+    return verdicts
+
+
+def _ramp_reason(job: Job, request: SchedulingRequest) -> str:
+    if job.spec.gpus == 0:
+        return "CPU-only job: nothing to reserve"
+    started = job.started_at or request.now
+    if request.now - started >= request.policy.ramp_timeout_s:
+        return f"ramp-up window of {request.policy.ramp_timeout_s:.0f} s passed"
+    return f"seen at its expected {format_bytes(job.expected.mem_bytes)} per GPU"
+
+
+def _eligible(
+    request: SchedulingRequest, waiting: dict[int, str]
+) -> tuple[list[Job], list[Verdict]]:
+    """Queued jobs whose dependencies have all succeeded; note why the others wait."""
+    states = dict(request.dependency_states)
+    states.update((j.id, j.state) for j in request.jobs)
+    candidates: list[Job] = []
+    cancels: list[Verdict] = []
+    for job in request.jobs:
+        if job.state is JobState.HELD:
+            waiting[job.id] = "held: `gpugate release` to queue it"
+        if job.state is not JobState.QUEUED:
+            continue
+        can_run, why = dependency_verdict(job, states)
+        if not can_run:
+            cancels.append(Verdict(job.id, why or "dependency cannot succeed"))
+        elif why is not None:
+            waiting[job.id] = why
+        else:
+            candidates.append(job)
+    return candidates, cancels
+
+
+def _start_cpu_jobs(
+    jobs: Sequence[Job], busy: int, policy: Policy, waiting: dict[int, str]
+) -> list[Start]:
+    """CPU-only jobs use their own slots: they never wait behind GPU jobs."""
+    slots = policy.max_cpu_jobs
+    starts: list[Start] = []
+    for job in jobs:
+        if slots is not None and busy >= slots:
+            waiting[job.id] = f"all {slots} CPU-job slots busy"
+            continue
+        busy += 1
+        starts.append(Start(job.id, (), "CPU-only job: a CPU-job slot is free"))
+    return starts
+
+
+def _start_gpu_jobs(
+    jobs: Sequence[Job],
+    loads: dict[str, GpuLoad],
+    request: SchedulingRequest,
+    waiting: dict[int, str],
+) -> tuple[list[Start], int | None]:
+    """Greedy in queue order; later jobs backfill around a blocked head within its bound."""
+    policy = request.policy
+    fits = FIT_CHECKS[policy.admission]
+    starts: list[Start] = []
+    head: Job | None = None
+    drained_for: int | None = None
+    refusals: dict[Shape, str] = {}  # same shape, same loads -> same answer: 100k jobs stay cheap
+    for job in jobs:
+        if head is not None and not policy.backfill:
+            waiting[job.id] = f"behind job {head.id} (backfill is off)"
+            continue
+        shape: Shape = (
+            job.spec.gpus,
+            job.expected.mem_bytes,
+            job.expected.util_pct,
+            job.spec.exclusive,
+        )
+        if shape in refusals:
+            waiting[job.id] = refusals[shape]
+            continue
+        chosen, why = place(job, loads.values(), fits, policy)
+        if why is not None:
+            refusals[shape] = waiting[job.id] = why
+            if head is None:
+                head = job
+                if _past_backfill_bound(job, request):
+                    drained_for = _drain_for(job, loads)
+                    waiting[job.id] = f"{why}; backfill stopped for it (waited past bound)"
+                    refusals.clear()
+            continue
+        starts.append(Start(job.id, tuple(g.view.uuid for g in chosen), _admit_reason(chosen, job)))
+        for load in chosen:
+            reserve(load, job)
+        refusals.clear()
+    return starts, drained_for
+
+
+def _past_backfill_bound(job: Job, request: SchedulingRequest) -> bool:
+    policy = request.policy
+    return policy.backfill and request.now - job.submitted_at >= policy.max_head_wait_s
+
+
+def _drain_for(head: Job, loads: dict[str, GpuLoad]) -> int:
+    """Keep the head's future GPUs free: those that could hold it once gpugate jobs end,
+    preferring the ones with the fewest gpugate jobs and the least memory in use."""
+    need = head.expected.mem_bytes or 0
+    able = [g for g in loads.values() if g.mem_cap_bytes >= need]
+    able.sort(key=lambda g: (len(g.job_ids), g.mem_bytes, g.view.index))
+    for load in able[: head.spec.gpus]:
+        load.drained_for = head.id
+    return head.id
+
+
+def _admit_reason(chosen: Sequence[GpuLoad], job: Job) -> str:
+    parts = []
+    for load in chosen:
+        mem_after = load.mem_bytes + (job.expected.mem_bytes or 0)
+        parts.append(
+            f"{load.label} mem {format_bytes(mem_after)} of {format_bytes(load.mem_cap_bytes)},"
+            f" util {load.util_pct:.0f}% of {load.limits.util_headroom_pct:.0f}%"
+        )
+    return "fits: " + "; ".join(parts)

@@ -1,0 +1,207 @@
+"""The daemon's lifecycle, like uvicorn's Server: startup, loops, bounded shutdown.
+
+Three loops in one task group (a crash in one stops the daemon loudly): the HTTP API on
+the Unix socket, the scheduler (woken by events, a timer only as fallback), and the GPU
+monitor. Jobs outlive the daemon: stopping it leaves them running under their shims, and
+the next start re-adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from gpugate.api.routes import build_app
+from gpugate.daemon.config import DaemonConfig
+from gpugate.daemon.engine import Engine
+from gpugate.daemon.paths import StatePaths
+from gpugate.daemon.recovery import recover
+from gpugate.daemon.service import Service
+from gpugate.gpu.base import GpuMonitor
+from gpugate.model import Job
+from gpugate.runner.base import Runner
+from gpugate.store.base import Store
+
+log = logging.getLogger("gpugate")
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    def __init__(
+        self,
+        paths: StatePaths,
+        config: DaemonConfig,
+        store: Store,
+        runner: Runner,
+        monitor: GpuMonitor,
+    ) -> None:
+        self.paths, self.config = paths, config
+        self.engine = Engine(store, runner, monitor, config, paths)
+        self.started_at = time.time()
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pidfds: dict[int, int] = {}  # job id -> pidfd
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = bind_socket(self.paths.socket)
+        self.engine.observe(await asyncio.to_thread(self.engine.monitor.snapshot))
+        for message in recover(self.engine):
+            log.warning("recovery: %s", message)
+        self.engine.on_launch = self._watch
+        for job in self.engine.active.values():
+            self._watch(job)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGCHLD, self.wake)
+        server = _QuietServer(
+            uvicorn.Config(
+                build_app(Service(self.engine, self.wake), self),
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(server.serve(sockets=[sock]))
+                loops = [
+                    group.create_task(self._schedule_loop()),
+                    group.create_task(self._monitor_loop()),
+                ]
+                await self._stopping.wait()
+                server.should_exit = True  # finishes the requests in flight, bounded
+                for task in loops:
+                    task.cancel()
+        finally:
+            self._close(sock)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_for_change(self, timeout_s: float) -> None:
+        """Return after the next scheduling pass that changed something, or the timeout."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    def _close(self, sock: socket.socket) -> None:
+        for fd in self._pidfds.values():
+            with contextlib.suppress(OSError):
+                asyncio.get_running_loop().remove_reader(fd)
+                os.close(fd)
+        sock.close()
+        self.paths.socket.unlink(missing_ok=True)
+        self.engine.store.close()
+        self.engine.monitor.close()
+
+    # ---------------------------------------------------------------------- loops
+    async def _schedule_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._sleep_until_woken()
+            self._wake.clear()
+            if self.engine.tick():
+                self._announce_change()
+                self._wake.set()  # converge: ramped and finished jobs free room at once
+
+    async def _sleep_until_woken(self) -> None:
+        timeout = self.config.tick_fallback_s
+        if (deadline := self.engine.next_deadline()) is not None:
+            timeout = max(0.0, min(timeout, deadline - self.engine.clock()))
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            self.engine.check_all_exits = True  # the fallback also catches missed exits
+
+    def _announce_change(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _monitor_loop(self) -> None:
+        while not self._stopping.is_set():
+            snap = await asyncio.to_thread(self.engine.monitor.snapshot)
+            before = self.engine.gpu_views()
+            self.engine.observe(snap)
+            if _load_changed(before, self.engine.gpu_views()):
+                self.wake()
+            await asyncio.sleep(self.config.monitor_interval_s)
+
+    # ---------------------------------------------------------------- exit events
+    def _watch(self, job: Job) -> None:
+        """Wake the scheduler the moment a job's shim exits (pidfd: works for re-adopted
+        jobs too, which are not our children). Without pidfd the fallback timer finds it."""
+        if job.pid is None or job.id in self._pidfds or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            fd = os.pidfd_open(job.pid)
+        except OSError:
+            self.engine.check_all_exits = True
+            return
+        self._pidfds[job.id] = fd
+        asyncio.get_running_loop().add_reader(fd, self._on_exit, job.id)
+
+    def _on_exit(self, job_id: int) -> None:
+        fd = self._pidfds.pop(job_id)
+        asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
+        self.engine.exited.add(job_id)
+        self.wake()
+
+
+def _load_changed(before: list, after: list) -> bool:  # type: ignore[type-arg]
+    """Wake the scheduler when memory moved or smoothed utilization moved by >= 1 point."""
+    if len(before) != len(after):
+        return True
+    for old, new in zip(before, after, strict=True):
+        if old.mem_used_bytes != new.mem_used_bytes:
+            return True
+        if abs((old.util_pct or 0) - (new.util_pct or 0)) >= 1.0:
+            return True
+    return False
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """Bind the API socket, owner-only; refuse if a live daemon already answers there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: left by a daemon that was killed
+        else:
+            raise AlreadyRunning(f"a gpugate daemon is already running on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    sock.listen(128)
+    return sock

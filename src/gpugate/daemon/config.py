@@ -1,0 +1,159 @@
+"""Daemon settings: embedded defaults, overridden by ``$GPUGATE_HOME/config.toml`` and flags.
+
+Example ``config.toml`` (every key optional)::
+
+    gpus = "auto"                 # or "sim:2x24GiB", "nvml", "nvidia-smi", "amd", "apple"
+    monitor_interval_s = 1.0
+    util_window_s = 10.0
+    cancel_grace_s = 10.0
+
+    [scheduler]
+    util_headroom_pct = 90
+    mem_headroom_pct = 90
+    aging_per_hour = 1.0
+    backfill = true
+    max_head_wait_s = 1800
+    ramp_timeout_s = 60
+    max_cpu_jobs = 8
+
+    [gpu."1"]                     # per GPU, by index or UUID
+    util_headroom_pct = 80
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpugate.core.policy import GpuLimits, Policy
+
+
+class ConfigError(ValueError):
+    """The configuration file or a flag is wrong; the message says which key and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    gpus: str = "auto"
+    monitor_interval_s: float = 1.0  # how often the GPU monitor is sampled
+    util_window_s: float = 10.0  # utilization is averaged over this window
+    tick_fallback_s: float = 5.0  # the loop runs at least this often without events
+    cancel_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
+    recent_limit: int = 50  # finished jobs shown by `ls` by default
+    policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
+
+
+_TOP_KEYS = {
+    "gpus",
+    "monitor_interval_s",
+    "util_window_s",
+    "tick_fallback_s",
+    "cancel_grace_s",
+    "recent_limit",
+}
+_SCHED_KEYS = {
+    "util_headroom_pct",
+    "mem_headroom_pct",
+    "aging_per_hour",
+    "backfill",
+    "max_head_wait_s",
+    "ramp_timeout_s",
+    "max_cpu_jobs",
+    "idle_mem_pct",
+}
+_LIMIT_KEYS = {"util_headroom_pct", "mem_headroom_pct"}
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> DaemonConfig:
+    """Defaults, then the TOML file if it exists, then ``overrides`` (same keys, flat)."""
+    data: dict[str, Any] = {}
+    if path is not None and path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    flat = _flatten(data, path)
+    flat.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(flat)
+
+
+def _flatten(data: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    where = str(path or "config")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "scheduler" and isinstance(value, dict):
+            _check_keys(value, _SCHED_KEYS, f"{where} [scheduler]")
+            flat.update(value)
+        elif key == "gpu" and isinstance(value, dict):
+            for gpu, limits in value.items():
+                _check_keys(limits, _LIMIT_KEYS, f'{where} [gpu."{gpu}"]')
+            flat["per_gpu"] = value
+        elif key in _TOP_KEYS:
+            flat[key] = value
+        else:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+    return flat
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _build(flat: dict[str, Any]) -> DaemonConfig:
+    base = DaemonConfig()
+    limits = GpuLimits(
+        util_headroom_pct=_pct(flat, "util_headroom_pct", base.policy.limits.util_headroom_pct),
+        mem_headroom_pct=_pct(flat, "mem_headroom_pct", base.policy.limits.mem_headroom_pct),
+    )
+    per_gpu = {
+        str(gpu): dataclasses.replace(limits, **{k: _pct(v, k, getattr(limits, k)) for k in v})
+        for gpu, v in flat.get("per_gpu", {}).items()
+    }
+    policy = dataclasses.replace(
+        base.policy,
+        limits=limits,
+        per_gpu_limits=per_gpu,
+        aging_per_hour=_num(flat, "aging_per_hour", base.policy.aging_per_hour),
+        backfill=bool(flat.get("backfill", base.policy.backfill)),
+        max_head_wait_s=_num(flat, "max_head_wait_s", base.policy.max_head_wait_s),
+        ramp_timeout_s=_num(flat, "ramp_timeout_s", base.policy.ramp_timeout_s),
+        idle_mem_pct=_pct(flat, "idle_mem_pct", base.policy.idle_mem_pct),
+        max_cpu_jobs=_cpu_slots(flat.get("max_cpu_jobs", base.policy.max_cpu_jobs)),
+    )
+    return DaemonConfig(
+        gpus=str(flat.get("gpus", base.gpus)),
+        monitor_interval_s=_num(flat, "monitor_interval_s", base.monitor_interval_s, low=0.05),
+        util_window_s=_num(flat, "util_window_s", base.util_window_s, low=0.0),
+        tick_fallback_s=_num(flat, "tick_fallback_s", base.tick_fallback_s, low=0.05),
+        cancel_grace_s=_num(flat, "cancel_grace_s", base.cancel_grace_s),
+        recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
+        policy=policy,
+    )
+
+
+def _num(flat: dict[str, Any], key: str, default: float, low: float = 0.0) -> float:
+    value = flat.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        raise ConfigError(f"{key} must be a number >= {low}, not {value!r}")
+    return float(value)
+
+
+def _pct(flat: dict[str, Any], key: str, default: float) -> float:
+    value = _num(flat, key, default)
+    if not 0 < value <= 100:
+        raise ConfigError(f"{key} must be a percentage in (0, 100], not {value!r}")
+    return value
+
+
+def _cpu_slots(value: Any) -> int | None:
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"max_cpu_jobs must be a whole number >= 0 (0: no limit), not {value!r}")
+    return value

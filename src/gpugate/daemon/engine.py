@@ -1,0 +1,272 @@
+"""The daemon's brain stem: one tick = observe -> reap -> decide (pure core) -> act.
+
+Single-threaded by design: the API handlers and the tick run on the same event loop, so
+the in-memory view of active jobs never races. Every change is written through to the
+store before (or, for pids, right after) it has an effect outside the process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from gpugate.core.schedule import schedule
+from gpugate.core.smoothing import UtilWindow
+from gpugate.core.types import GpuView, SchedulingReply, SchedulingRequest
+from gpugate.daemon.config import DaemonConfig
+from gpugate.daemon.paths import StatePaths
+from gpugate.gpu.base import GpuMonitor
+from gpugate.lifecycle import advance
+from gpugate.model import Job, JobUsage, MachineSnapshot, Transition
+from gpugate.runner.base import ExitRecord, LaunchError, Runner
+from gpugate.states import JobState
+from gpugate.store.base import Store
+
+Change = tuple[Job, Transition | None]
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        runner: Runner,
+        monitor: GpuMonitor,
+        config: DaemonConfig,
+        paths: StatePaths,
+        clock: Callable[[], float] = time.time,
+        session_of: Callable[[int], int | None] = lambda pid: _getsid(pid),
+    ) -> None:
+        self.store, self.runner, self.monitor = store, runner, monitor
+        self.config, self.paths, self.clock = config, paths, clock
+        self.session_of = session_of
+        self.active: dict[int, Job] = {j.id: j for j in store.active()}
+        self.reasons: dict[int, str] = {}  # why each waiting job waits (last pass)
+        self.snapshot = MachineSnapshot(monitor.backend, clock(), ())
+        self.windows: dict[str, UtilWindow] = {}
+        self.usage: dict[int, dict[str, JobUsage]] = {}
+        self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
+        self.kill_at: dict[int, float] = {}  # job id -> when its SIGKILL is due
+        self.exited: set[int] = set()  # jobs whose process signalled an exit
+        self.check_all_exits = True
+        self.on_launch: Callable[[Job], None] = lambda job: None
+        self.last_reply: SchedulingReply | None = None
+        self.pass_seconds = 0.0
+        self.passes = 0
+
+    # -------------------------------------------------------------------- observe
+    def observe(self, snap: MachineSnapshot) -> None:
+        """Take a monitor snapshot: smooth utilization, attribute processes to jobs."""
+        self.snapshot = snap
+        for gpu in snap.gpus:
+            if gpu.util_pct is not None:
+                window = self.windows.setdefault(gpu.uuid, UtilWindow(self.config.util_window_s))
+                window.add(snap.taken_at, gpu.util_pct)
+        shims = {j.pid: j.id for j in self.active.values() if j.pid and j.state.holds_gpus}
+        self.usage, self.pid_owner = {}, {}
+        for gpu in snap.gpus:
+            for proc in gpu.processes:
+                job_id = shims.get(self.session_of(proc.pid) or -1)
+                if job_id is None:
+                    continue
+                self.pid_owner[proc.pid] = job_id
+                self._add_usage(job_id, gpu.uuid, proc.mem_bytes or 0, proc.util_pct)
+        self._record_peaks()
+
+    def _add_usage(self, job_id: int, uuid: str, mem: int, util: float | None) -> None:
+        per_gpu = self.usage.setdefault(job_id, {})
+        seen = per_gpu.get(uuid)
+        if seen is not None:
+            both = (
+                None
+                if util is None and seen.util_pct is None
+                else (util or 0) + (seen.util_pct or 0)
+            )
+            mem, util = mem + seen.mem_bytes, both
+        per_gpu[uuid] = JobUsage(mem, util)
+
+    def _record_peaks(self) -> None:
+        for job_id, per_gpu in self.usage.items():
+            job = self.active.get(job_id)
+            if job is None:
+                continue
+            mem = max(u.mem_bytes for u in per_gpu.values())
+            util = max(
+                (u.util_pct for u in per_gpu.values() if u.util_pct is not None), default=None
+            )
+            peak_mem = max(mem, job.peak_mem_bytes or 0)
+            peak_util = max(util, job.peak_util_pct or 0) if util is not None else job.peak_util_pct
+            if (peak_mem, peak_util) != (job.peak_mem_bytes, job.peak_util_pct):
+                self.active[job_id] = replace(job, peak_mem_bytes=peak_mem, peak_util_pct=peak_util)
+
+    def gpu_views(self) -> list[GpuView]:
+        return [
+            GpuView(g.uuid, g.index, g.mem_total_bytes, g.mem_used_bytes, self._smoothed(g.uuid))
+            for g in self.snapshot.gpus
+        ]
+
+    def _smoothed(self, uuid: str) -> float | None:
+        window = self.windows.get(uuid)
+        return window.mean() if window else None
+
+    # ----------------------------------------------------------------------- tick
+    def tick(self) -> bool:
+        """One pass. Returns True if it started or ended anything (run it again soon)."""
+        started = time.perf_counter()
+        now = self.clock()
+        self.runner.collect()
+        ended = self._reap(now)
+        self._escalate_cancels(now)
+        reply = schedule(self._request(now))
+        self.last_reply, self.reasons = reply, dict(reply.waiting)
+        acted = self._act(reply, now)
+        self.pass_seconds = time.perf_counter() - started
+        self.passes += 1
+        return bool(ended or acted)
+
+    def next_deadline(self) -> float | None:
+        """When the tick must run again at the latest (a pending SIGKILL)."""
+        return min(self.kill_at.values(), default=None)
+
+    def _request(self, now: float) -> SchedulingRequest:
+        return SchedulingRequest(
+            now=now,
+            gpus=self.gpu_views(),
+            jobs=list(self.active.values()),
+            policy=self.config.policy,
+            usage=self.usage,
+            dependency_states=self._inactive_dependency_states(),
+        )
+
+    def _inactive_dependency_states(self) -> dict[int, JobState]:
+        deps = {d for j in self.active.values() if j.state is JobState.QUEUED for d in j.spec.after}
+        missing = deps - self.active.keys()
+        return self.store.states(missing) if missing else {}
+
+    # ----------------------------------------------------------------------- reap
+    def _reap(self, now: float) -> list[Change]:
+        holders = [j for j in self.active.values() if j.state.holds_gpus]
+        if not self.check_all_exits:
+            holders = [j for j in holders if j.id in self.exited]
+        self.exited.clear()
+        self.check_all_exits = False
+        changes: list[Change] = []
+        for job in holders:
+            record = self.runner.exit_record(job, self.paths.job_dir(job.id))
+            if record is not None:
+                changes.append(self._finish(job, record))
+            elif not self.runner.is_alive(job):
+                changes.append(self._vanished(job, now))
+        self._commit(changes)
+        return changes
+
+    def _finish(self, job: Job, record: ExitRecord) -> Change:
+        code = record.code
+        how = describe_exit(code)
+        if job.cancel_requested:
+            state, reason = JobState.CANCELLED, f"cancelled by user ({how})"
+        elif code == 0:
+            state, reason = JobState.SUCCEEDED, how
+        else:
+            state, reason = JobState.FAILED, how
+        return advance(
+            job, state, record.ended_at, reason, exit_code=code, ended_at=record.ended_at
+        )
+
+    def _vanished(self, job: Job, now: float) -> Change:
+        if job.cancel_requested:  # SIGKILL to the group took the shim too
+            return advance(job, JobState.CANCELLED, now, "cancelled by user (killed)")
+        return advance(job, JobState.LOST, now, "its process ended without leaving an exit code")
+
+    def _escalate_cancels(self, now: float) -> None:
+        for job_id, due in list(self.kill_at.items()):
+            job = self.active.get(job_id)
+            if job is None or not job.state.holds_gpus:
+                del self.kill_at[job_id]
+            elif now >= due:
+                self.runner.signal(job, signal.SIGKILL)
+                del self.kill_at[job_id]
+                self.check_all_exits = True
+
+    # ------------------------------------------------------------------------ act
+    def _act(self, reply: SchedulingReply, now: float) -> bool:
+        decided: list[Change] = []
+        for verdict in reply.cancels:
+            decided.append(
+                advance(self.active[verdict.job_id], JobState.CANCELLED, now, verdict.reason)
+            )
+        for verdict in reply.ramped:
+            job = self.active[verdict.job_id]
+            decided.append(advance(job, JobState.RUNNING, now, verdict.reason, ramped_at=now))
+        starting: list[Change] = [
+            advance(
+                self.active[s.job_id],
+                JobState.STARTING,
+                now,
+                s.reason,
+                gpu_uuids=s.gpu_uuids,
+                started_at=now,
+            )
+            for s in reply.starts
+        ]
+        # stored before launching: a crash in between leaves a job that recovery can find,
+        # never a process the store does not know about
+        self._commit(decided + starting)
+        self._commit([self._launch(job, now) for job, _ in starting])
+        return bool(reply.starts or reply.cancels or reply.ramped)
+
+    def _launch(self, job: Job, now: float) -> Change:
+        try:
+            launched = self.runner.launch(job, self.job_env(job), self.paths.job_dir(job.id))
+        except LaunchError as exc:
+            return advance(job, JobState.FAILED, now, f"could not start: {exc}")
+        moved = replace(job, pid=launched.pid, pid_start_time=launched.start_time)
+        self.on_launch(moved)
+        return moved, None
+
+    def job_env(self, job: Job) -> dict[str, str]:
+        """The job's environment: what the user submitted, plus which GPUs are its own."""
+        env = dict(job.spec.env)
+        # by UUID with PCI bus order: indices differ between NVML and CUDA's default order
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_uuids)
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["GPUGATE_JOB_ID"] = str(job.id)
+        env.update(self.monitor.job_env(env))
+        return env
+
+    # -------------------------------------------------------------------- storage
+    def _commit(self, changes: Iterable[Change]) -> None:
+        changes = list(changes)
+        if not changes:
+            return
+        self.store.save(changes)  # a failed save raises: the daemon stops loudly
+        for job, _ in changes:
+            if job.state.is_terminal:
+                self.active.pop(job.id, None)
+                self.reasons.pop(job.id, None)
+                self.kill_at.pop(job.id, None)
+            else:
+                self.active[job.id] = job
+
+    def commit(self, changes: Iterable[Change]) -> None:
+        """Store user-initiated changes (service layer) and update the live view."""
+        self._commit(changes)
+
+
+def describe_exit(code: int) -> str:
+    if code >= 0:
+        return f"exited {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}"
+
+
+def _getsid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None

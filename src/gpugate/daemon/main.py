@@ -1,0 +1,86 @@
+"""``gpugate serve``: choose the GPU backend, open the store, run the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from gpugate.daemon.app import AlreadyRunning, Daemon
+from gpugate.daemon.config import DaemonConfig, load_config
+from gpugate.daemon.paths import StatePaths
+from gpugate.gpu.base import GpuMonitor, MonitorUnavailable
+from gpugate.gpu.sim import DEFAULT_SIM_SPEC, SimMonitor, parse_sim_spec
+from gpugate.runner.local import LocalRunner
+from gpugate.store.sqlite import SqliteStore
+
+log = logging.getLogger("gpugate")
+
+
+def open_monitor(spec: str, paths: StatePaths) -> GpuMonitor:
+    """``auto``: the real GPUs if any backend finds one, else simulated GPUs, said loudly."""
+    if spec.startswith("sim"):
+        return SimMonitor(
+            parse_sim_spec(spec if ":" in spec else DEFAULT_SIM_SPEC), paths.sim_channel
+        )
+    from gpugate.gpu import detect
+
+    if spec != "auto":
+        return detect.open_backend(spec)
+    try:
+        return detect.detect_monitor()
+    except MonitorUnavailable as exc:
+        log.warning(
+            "NO GPU FOUND (%s). Running on SIMULATED GPUs (%s) so that everything can be tried; "
+            "choose them with --gpus sim:NxSIZE, e.g. --gpus sim:4x80GiB.",
+            exc,
+            DEFAULT_SIM_SPEC,
+        )
+        monitor = SimMonitor(parse_sim_spec(DEFAULT_SIM_SPEC), paths.sim_channel)
+        monitor.note = f"SIMULATED GPUs: no real GPU found ({exc})"
+        return monitor
+
+
+def serve(paths: StatePaths, overrides: dict[str, object]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s gpugate %(levelname)s %(message)s")
+    paths.ensure()
+    config = load_config(paths.config, overrides)
+    monitor = open_monitor(config.gpus, paths)
+    store = SqliteStore(paths.database)
+    daemon = Daemon(paths, config, store, LocalRunner(), monitor)
+    _announce(paths, config, monitor)
+    try:
+        asyncio.run(daemon.run())
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        paths.pidfile.unlink(missing_ok=True)
+    log.info("stopped; jobs still running keep running and are re-adopted at the next start")
+    return 0
+
+
+def _announce(paths: StatePaths, config: DaemonConfig, monitor: GpuMonitor) -> None:
+    paths.pidfile.write_text(f"{os.getpid()}\n")
+    snap = monitor.snapshot()
+    log.info("gpugate %s on %s, state in %s", _version(), paths.socket, paths.home)
+    log.info(
+        "GPU backend: %s, %d GPU(s)%s",
+        snap.backend,
+        len(snap.gpus),
+        f" ({snap.note})" if snap.note else "",
+    )
+    limits = config.policy.limits
+    log.info(
+        "headroom: utilization %.0f%%, memory %.0f%%",
+        limits.util_headroom_pct,
+        limits.mem_headroom_pct,
+    )
+    sys.stderr.flush()
+
+
+def _version() -> str:
+    from gpugate import __version__
+
+    return __version__

@@ -1,0 +1,59 @@
+"""Where the daemon keeps its state: one directory, overridable for tests and sites."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "GPUGATE_HOME"
+SOCKET_ENV = "GPUGATE_SOCKET"
+
+
+def default_home() -> Path:
+    if env := os.environ.get(HOME_ENV):
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state) / "gpugate"
+
+
+@dataclass(frozen=True, slots=True)
+class StatePaths:
+    home: Path
+
+    @classmethod
+    def default(cls) -> StatePaths:
+        return cls(default_home())
+
+    @property
+    def socket(self) -> Path:
+        if env := os.environ.get(SOCKET_ENV):
+            return Path(env)
+        return self.home / "gpugate.sock"
+
+    @property
+    def database(self) -> Path:
+        return self.home / "gpugate.db"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def jobs(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def sim_channel(self) -> Path:
+        return self.home / "sim"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "gpugate.pid"
+
+    def job_dir(self, job_id: int) -> Path:
+        return self.jobs / str(job_id)
+
+    def ensure(self) -> None:
+        for path in (self.home, self.jobs):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)

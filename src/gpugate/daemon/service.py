@@ -1,0 +1,154 @@
+"""What users ask of the daemon: validate, estimate, store, wake the loop.
+
+Each method either does all of its work or raises ServiceError and changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from gpugate.api.schemas import JobSubmission
+from gpugate.core.limits import never_fits
+from gpugate.daemon.engine import Engine
+from gpugate.lifecycle import advance
+from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec
+from gpugate.states import IllegalTransition, JobState
+from gpugate.store.base import UnknownJob
+
+
+class ServiceError(ValueError):
+    """A request that cannot be done as asked; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Service:
+    def __init__(self, engine: Engine, wake: Callable[[], None]) -> None:
+        self.engine = engine
+        self.wake = wake
+
+    # --------------------------------------------------------------------- submit
+    def submit(self, submissions: Sequence[JobSubmission], owner_uid: int) -> list[Job]:
+        """Queue jobs all together or none: a bad one refuses the whole batch."""
+        now = self.engine.clock()
+        self._check_dependencies(submissions)
+        history: dict[str, Expectation | None] = {}
+        jobs = [self._new_job(i, sub, owner_uid, now, history) for i, sub in enumerate(submissions)]
+        stored = self.engine.store.add_jobs(jobs)
+        self.engine.active.update((j.id, j) for j in stored)
+        self.wake()
+        return stored
+
+    def _new_job(
+        self,
+        index: int,
+        sub: JobSubmission,
+        owner: int,
+        now: float,
+        history: dict[str, Expectation | None],
+    ) -> Job:
+        spec = JobSpec(
+            command=sub.command,
+            cwd=sub.cwd,
+            env=dict(sub.env),
+            gpus=sub.gpus,
+            mem_bytes=sub.mem_bytes,
+            util_pct=sub.util_pct,
+            exclusive=sub.exclusive,
+            after=tuple(sub.after),
+            name=sub.name,
+            owner_uid=owner,
+        )
+        if not spec.command.strip():
+            raise ServiceError(f"job {index + 1}: empty command")
+        expected = self._expectation(spec, history)
+        why = never_fits(spec.gpus, expected, self.engine.gpu_views(), self.engine.config.policy)
+        if why is not None:
+            raise ServiceError(f"job {index + 1} can never start: {why}")
+        state, reason = (
+            (JobState.HELD, "submitted held") if sub.hold else (JobState.QUEUED, "submitted")
+        )
+        return Job(0, spec, state, sub.priority, now, expected, reason=reason)
+
+    def _expectation(self, spec: JobSpec, history: dict[str, Expectation | None]) -> Expectation:
+        """Declared, else the last successful run's observed peak, else the whole GPU."""
+        if spec.mem_bytes is not None or spec.util_pct is not None:
+            return Expectation(spec.mem_bytes, spec.util_pct or 0.0, ExpectationSource.DECLARED)
+        if spec.gpus == 0:
+            return Expectation(0, 0.0, ExpectationSource.DECLARED)
+        if spec.command not in history:  # a sweep repeats commands: one lookup each
+            history[spec.command] = self._from_history(spec.command)
+        return history[spec.command] or WHOLE_GPU
+
+    def _from_history(self, command: str) -> Expectation | None:
+        last = self.engine.store.last_success(command)
+        if last is None or not last.peak_mem_bytes:
+            return None
+        return Expectation(
+            last.peak_mem_bytes, last.peak_util_pct or 0.0, ExpectationSource.HISTORY
+        )
+
+    def _check_dependencies(self, submissions: Sequence[JobSubmission]) -> None:
+        deps = {d for sub in submissions for d in sub.after}
+        missing = deps - self.engine.active.keys() - self.engine.store.states(deps).keys()
+        if missing:
+            raise ServiceError(
+                f"--after names unknown job(s): {', '.join(map(str, sorted(missing)))}"
+            )
+
+    # -------------------------------------------------------------------- control
+    def job(self, job_id: int) -> Job:
+        job = self.engine.active.get(job_id)
+        if job is not None:
+            return job
+        try:
+            return self.engine.store.get(job_id)
+        except UnknownJob:
+            raise ServiceError(f"no job with id {job_id}", status=404) from None
+
+    def cancel(self, job_id: int) -> Job:
+        """Queued or held: cancelled at once. Running: SIGTERM to its group, SIGKILL after
+        the grace period; it becomes cancelled when its process is gone."""
+        job = self.job(job_id)
+        now = self.engine.clock()
+        if job.state in (JobState.QUEUED, JobState.HELD):
+            return self._apply(job, JobState.CANCELLED, now, "cancelled by user")
+        if not job.state.holds_gpus:
+            raise ServiceError(f"job {job_id} already ended ({job.state.value})", status=409)
+        if not job.cancel_requested:
+            job = replace(job, cancel_requested=True, reason="cancelling: SIGTERM sent")
+            self.engine.commit([(job, None)])
+            self.engine.runner.signal(job, signal.SIGTERM)
+            self.engine.kill_at[job.id] = now + self.engine.config.cancel_grace_s
+            self.wake()
+        return job
+
+    def hold(self, job_id: int) -> Job:
+        job = self.job(job_id)
+        return self._apply(job, JobState.HELD, self.engine.clock(), "held by user")
+
+    def release(self, job_id: int) -> Job:
+        job = self.job(job_id)
+        return self._apply(job, JobState.QUEUED, self.engine.clock(), "released by user")
+
+    def set_priority(self, job_id: int, priority: int) -> Job:
+        job = self.job(job_id)
+        if job.state.is_terminal:
+            raise ServiceError(f"job {job_id} already ended ({job.state.value})", status=409)
+        moved = replace(job, priority=priority)
+        self.engine.commit([(moved, None)])
+        self.wake()
+        return moved
+
+    def _apply(self, job: Job, state: JobState, now: float, why: str) -> Job:
+        try:
+            moved, transition = advance(job, state, now, why)
+        except IllegalTransition as exc:
+            raise ServiceError(str(exc), status=409) from None
+        self.engine.commit([(moved, transition)])
+        self.wake()
+        return moved

@@ -1,0 +1,150 @@
+"""The nouns of gpugate as frozen dataclasses: no I/O here, so every layer can share them.
+
+Units are in the names: ``*_bytes`` are bytes, ``*_pct`` are percentages in [0, 100],
+``*_at`` are wall-clock seconds since the epoch (``time.time()``), ``*_s`` are durations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from gpugate.states import JobState
+
+
+# ---------------------------------------------------------------------------------------
+# What a GPU monitor sees
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    """A process holding memory (or compute) on one GPU, as the driver reports it."""
+
+    pid: int
+    mem_bytes: int | None  # None: the driver would not say (e.g. Windows WDDM, MIG)
+    util_pct: float | None = None  # per-process SM utilization, where the driver gives it
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSnapshot:
+    """One GPU at one instant. ``None`` means "not supported by this GPU/driver"."""
+
+    index: int
+    uuid: str
+    name: str
+    mem_total_bytes: int
+    mem_used_bytes: int
+    util_pct: float | None
+    processes: tuple[GpuProcess, ...] = ()
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+    @property
+    def mem_free_bytes(self) -> int:
+        return max(0, self.mem_total_bytes - self.mem_used_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSnapshot:
+    """Every GPU of the machine at one instant, from one backend."""
+
+    backend: str  # "nvml", "nvidia-smi", "sim", "apple", "amd", "none"
+    taken_at: float
+    gpus: tuple[GpuSnapshot, ...]
+    note: str = ""  # e.g. why a fallback backend is in use
+
+
+# ---------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------
+class ExpectationSource(StrEnum):
+    """Where a job's expected use came from (shown in ``show`` so users know why)."""
+
+    DECLARED = "declared"  # --mem / --util on submit
+    HISTORY = "history"  # observed peak of the last successful run of the same command
+    DEFAULT = "default"  # nothing known: assume the whole GPU
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a job is expected to use on *each* of its GPUs.
+
+    ``mem_bytes=None`` means "unknown: the whole GPU". Such a job starts only on a GPU with
+    no other gpugate job and little memory in use, and reserves the whole GPU until its
+    ramp-up window has passed. ``util_pct`` is the utilization it adds (0 if undeclared
+    while memory is declared: the GPU's observed utilization still gates admission).
+    """
+
+    mem_bytes: int | None
+    util_pct: float
+    source: ExpectationSource
+
+    @property
+    def whole_gpu(self) -> bool:
+        return self.mem_bytes is None
+
+
+WHOLE_GPU = Expectation(mem_bytes=None, util_pct=100.0, source=ExpectationSource.DEFAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What the user asked for. Immutable once stored (priority changes live on ``Job``)."""
+
+    command: str  # a shell command line, run with /bin/sh -c
+    cwd: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    gpus: int = 1  # number of distinct GPUs; 0 = CPU-only job
+    mem_bytes: int | None = None  # declared per-GPU memory
+    util_pct: float | None = None  # declared per-GPU utilization
+    exclusive: bool = False  # a GPU to itself
+    after: tuple[int, ...] = ()  # start only after these jobs succeeded
+    name: str = ""
+    owner_uid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One edge of a job's life, stored forever."""
+
+    job_id: int
+    from_state: JobState | None  # None for the creation
+    to_state: JobState
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored. Replace (``dataclasses.replace``) rather than mutate."""
+
+    id: int
+    spec: JobSpec
+    state: JobState
+    priority: int
+    submitted_at: float
+    expected: Expectation
+    reason: str = ""  # why it is in its state (last transition's reason)
+    gpu_uuids: tuple[str, ...] = ()
+    pid: int | None = None  # the per-job shim: session leader of the job's processes
+    pid_start_time: float | None = None  # guards against PID reuse after a restart
+    started_at: float | None = None
+    ramped_at: float | None = None  # seen at its expected level (or ramp window passed)
+    ended_at: float | None = None
+    exit_code: int | None = None
+    peak_mem_bytes: int | None = None  # highest per-GPU memory seen for its processes
+    peak_util_pct: float | None = None
+    cancel_requested: bool = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.state.is_terminal
+
+
+@dataclass(frozen=True, slots=True)
+class JobUsage:
+    """What the monitor saw a running job use on one GPU (its processes, summed)."""
+
+    mem_bytes: int
+    util_pct: float | None

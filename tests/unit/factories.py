@@ -1,0 +1,127 @@
+"""Small builders for core tests: GPUs, jobs and requests with sizes in GiB.
+
+Defaults are the boring case (a queued one-GPU job submitted at t=0, an empty 24 GiB GPU),
+so each test spells out only what its story is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gpugate.core.policy import Policy
+from gpugate.core.types import GpuView, SchedulingRequest
+from gpugate.model import (
+    WHOLE_GPU,
+    Expectation,
+    ExpectationSource,
+    Job,
+    JobSpec,
+    JobUsage,
+)
+from gpugate.states import JobState
+from gpugate.units import GiB
+
+
+def gpu(
+    index: int, total_gib: float = 24, used_gib: float = 0, util_pct: float | None = 0.0
+) -> GpuView:
+    """A GPU named ``GPU-<index>`` with ``used_gib`` in use by anyone (gpugate or not)."""
+    return GpuView(
+        uuid=f"GPU-{index}",
+        index=index,
+        mem_total_bytes=int(total_gib * GiB),
+        mem_used_bytes=int(used_gib * GiB),
+        util_pct=util_pct,
+    )
+
+
+def job(
+    job_id: int,
+    *,
+    mem_gib: float | None = 8,
+    util_pct: float = 0.0,
+    gpus: int = 1,
+    priority: int = 0,
+    submitted_at: float = 0.0,
+    state: JobState = JobState.QUEUED,
+    exclusive: bool = False,
+    after: tuple[int, ...] = (),
+    on: tuple[str, ...] = (),
+    started_at: float | None = None,
+) -> Job:
+    """A job expecting ``mem_gib`` per GPU (``None``: unknown size, the whole GPU).
+
+    ``on``: the GPU uuids a started job holds.
+    """
+    if gpus == 0:
+        expected = Expectation(0, 0.0, ExpectationSource.DECLARED)
+    elif mem_gib is None:
+        expected = WHOLE_GPU
+    else:
+        expected = Expectation(int(mem_gib * GiB), util_pct, ExpectationSource.DECLARED)
+    spec = JobSpec(
+        command=f"train {job_id}",
+        cwd="/tmp",
+        gpus=gpus,
+        mem_bytes=expected.mem_bytes,
+        util_pct=util_pct,
+        exclusive=exclusive,
+        after=after,
+    )
+    return Job(
+        id=job_id,
+        spec=spec,
+        state=state,
+        priority=priority,
+        submitted_at=submitted_at,
+        expected=expected,
+        gpu_uuids=on,
+        started_at=started_at,
+    )
+
+
+def running(job_id: int, *on: str, started_at: float = 0.0, **kwargs: Any) -> Job:
+    """A job that ramped up and holds ``on`` (default ``GPU-0``)."""
+    return job(
+        job_id,
+        state=JobState.RUNNING,
+        on=on or ("GPU-0",),
+        started_at=started_at,
+        **kwargs,
+    )
+
+
+def starting(job_id: int, *on: str, started_at: float = 0.0, **kwargs: Any) -> Job:
+    """A job just launched on ``on`` (default ``GPU-0``) and not yet seen at its level."""
+    return job(
+        job_id,
+        state=JobState.STARTING,
+        on=on or ("GPU-0",),
+        started_at=started_at,
+        **kwargs,
+    )
+
+
+def seen(mem_gib: float, util_pct: float | None = None) -> JobUsage:
+    """What the monitor saw a job use on one GPU."""
+    return JobUsage(mem_bytes=int(mem_gib * GiB), util_pct=util_pct)
+
+
+def request(
+    gpus: Sequence[GpuView],
+    jobs: Sequence[Job],
+    *,
+    now: float = 10.0,
+    policy: Policy | None = None,
+    usage: Mapping[int, Mapping[str, JobUsage]] | None = None,
+    dependency_states: Mapping[int, JobState] | None = None,
+) -> SchedulingRequest:
+    return SchedulingRequest(
+        now=now,
+        gpus=tuple(gpus),
+        jobs=tuple(jobs),
+        policy=policy or Policy(),
+        usage=usage or {},
+        dependency_states=dependency_states or {},
+    )
