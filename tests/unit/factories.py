@@ -82,11 +82,11 @@ def job(
 
 
 def running(job_id: int, *on: str, started_at: float = 0.0, **kwargs: Any) -> Job:
-    """A job that ramped up and holds ``on`` (default ``GPU-0``)."""
+    """A job that ramped up and holds ``on`` (default ``GPU-0``; none for CPU-only)."""
     return job(
         job_id,
         state=JobState.RUNNING,
-        on=on or ("GPU-0",),
+        on=_held(on, kwargs),
         started_at=started_at,
         **kwargs,
     )
@@ -97,10 +97,16 @@ def starting(job_id: int, *on: str, started_at: float = 0.0, **kwargs: Any) -> J
     return job(
         job_id,
         state=JobState.STARTING,
-        on=on or ("GPU-0",),
+        on=_held(on, kwargs),
         started_at=started_at,
         **kwargs,
     )
+
+
+def _held(on: tuple[str, ...], kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+    if on or kwargs.get("gpus", 1) == 0:
+        return on
+    return ("GPU-0",)
 
 
 def seen(mem_gib: float, util_pct: float | None = None) -> JobUsage:

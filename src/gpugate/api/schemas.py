@@ -145,6 +145,9 @@ class Health(msgspec.Struct):
     note: str
     pid: int
     started_at: float
+    scheduler_passes: int = 0
+    last_pass_s: float = 0.0  # wall time of the last scheduling tick
+    active_jobs: int = 0
 
 
 class ErrorBody(msgspec.Struct):

@@ -59,7 +59,7 @@ def _ramped(holders: Sequence[Job], request: SchedulingRequest) -> list[Verdict]
 def _ramp_reason(job: Job, request: SchedulingRequest) -> str:
     if job.spec.gpus == 0:
         return "CPU-only job: nothing to reserve"
-    started = job.started_at or request.now
+    started = request.now if job.started_at is None else job.started_at
     if request.now - started >= request.policy.ramp_timeout_s:
         return f"ramp-up window of {request.policy.ramp_timeout_s:.0f} s passed"
     return f"seen at its expected {format_bytes(job.expected.mem_bytes)} per GPU"

@@ -214,17 +214,23 @@ class Engine:
         # stored before launching: a crash in between leaves a job that recovery can find,
         # never a process the store does not know about
         self._commit(decided + starting)
-        self._commit([self._launch(job, now) for job, _ in starting])
+        self._commit([change for job, _ in starting for change in self._launch(job, now)])
         return bool(reply.starts or reply.cancels or reply.ramped)
 
-    def _launch(self, job: Job, now: float) -> Change:
+    def _launch(self, job: Job, now: float) -> list[Change]:
         try:
             launched = self.runner.launch(job, self.job_env(job), self.paths.job_dir(job.id))
         except LaunchError as exc:
-            return advance(job, JobState.FAILED, now, f"could not start: {exc}")
+            return [advance(job, JobState.FAILED, now, f"could not start: {exc}")]
         moved = replace(job, pid=launched.pid, pid_start_time=launched.start_time)
         self.on_launch(moved)
-        return moved, None
+        if job.spec.gpus == 0:  # nothing to reserve, so no ramp-up to wait for
+            return [
+                advance(
+                    moved, JobState.RUNNING, now, "CPU-only job: nothing to reserve", ramped_at=now
+                )
+            ]
+        return [(moved, None)]
 
     def job_env(self, job: Job) -> dict[str, str]:
         """The job's environment: what the user submitted, plus which GPUs are its own."""

@@ -58,7 +58,9 @@ def job_detail(engine: Engine, job: Job, history: list[Transition]) -> api.JobDe
 def job_list(engine: Engine, recent_limit: int, states: set[str] | None) -> api.JobList:
     active = sorted(engine.active.values(), key=lambda j: j.id)
     counts = Counter(j.state.value for j in active)
-    jobs = active + (engine.store.recent(recent_limit) if recent_limit else [])
+    # the most recently ended, shown like the rest in id order
+    recent = sorted(engine.store.recent(recent_limit), key=lambda j: j.id) if recent_limit else []
+    jobs = active + recent
     if states:
         jobs = [j for j in jobs if j.state.value in states]
     return api.JobList([job_view(engine, j) for j in jobs], dict(counts))

@@ -83,7 +83,6 @@ _SELECT_RECENT = (
 _SELECT_LAST_SUCCESS = f"{_SELECT_JOBS} WHERE command = ? AND state = ? {_NEWEST_END} LIMIT 1"
 
 
-# Job <-> row ---------------------------------------------------------------------------
 def _env_json(env: Mapping[str, str]) -> str:
     return json.dumps(dict(env)) if env else "{}"  # most jobs have no env: skip the encoder
 
@@ -189,7 +188,6 @@ def _check_owner(job: Job, transition: Transition | None) -> None:
         raise ValueError(f"transition of job {transition.job_id} saved with job {job.id}")
 
 
-# The store -----------------------------------------------------------------------------
 class SqliteStore:
     """Store in one SQLite file at ``path``, created and migrated on open.
 
@@ -231,11 +229,8 @@ class SqliteStore:
         return stored
 
     def save(self, changes: Iterable[tuple[Job, Transition | None]]) -> None:
-        batch = list(changes)
-        for job, transition in batch:
-            _check_owner(job, transition)
         with self._transaction() as conn:
-            for job, transition in batch:
+            for job, transition in changes:
                 _save_one(conn, job, transition)
 
     def get(self, job_id: int) -> Job:
@@ -293,7 +288,8 @@ def _configure(conn: sqlite3.Connection) -> None:
 
 
 def _save_one(conn: sqlite3.Connection, job: Job, transition: Transition | None) -> None:
-    """Replace the job's row and append its transition; UnknownJob rolls the batch back."""
+    """Replace the job's row and append its transition; an error rolls the batch back."""
+    _check_owner(job, transition)
     job_id, *columns = _job_row(job)
     if conn.execute(_UPDATE_JOB, (*columns, job_id)).rowcount == 0:
         raise UnknownJob(job.id)

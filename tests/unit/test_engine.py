@@ -1,0 +1,193 @@
+"""The daemon's tick, driven with a fake runner, a static monitor and a hand-set clock:
+reaping, recording exits, lost jobs, cancel escalation, launch failures, ramp-up."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from gpugate.api.schemas import JobSubmission
+from gpugate.daemon.config import DaemonConfig
+from gpugate.daemon.engine import Engine
+from gpugate.daemon.paths import StatePaths
+from gpugate.daemon.service import Service, ServiceError
+from gpugate.model import GpuProcess, GpuSnapshot, MachineSnapshot
+from gpugate.runner.fake import FakeRunner
+from gpugate.states import JobState
+from gpugate.store.memory import MemoryStore
+from gpugate.units import GiB
+
+UUID = "GPU-test-0"
+
+
+class StaticMonitor:
+    backend = "static"
+
+    def __init__(self) -> None:
+        self.processes: tuple[GpuProcess, ...] = ()
+
+    def snapshot(self) -> MachineSnapshot:
+        used = sum(p.mem_bytes or 0 for p in self.processes)
+        gpu = GpuSnapshot(0, UUID, "Test GPU", 24 * GiB, used, 0.0, self.processes)
+        return MachineSnapshot("static", 0.0, (gpu,))
+
+    def job_env(self, base: object) -> dict[str, str]:
+        return {"FROM_MONITOR": "1"}
+
+    def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> tuple[Engine, Service, FakeRunner, StaticMonitor, Clock]:
+    runner, monitor, clock = FakeRunner(), StaticMonitor(), Clock()
+    engine = Engine(
+        MemoryStore(),
+        runner,
+        monitor,
+        DaemonConfig(),
+        StatePaths(tmp_path),
+        clock,
+        session_of=lambda pid: pid,
+    )  # in these tests a GPU pid is its job's shim
+    engine.observe(monitor.snapshot())
+    return engine, Service(engine, wake=lambda: None), runner, monitor, clock
+
+
+def submit(service: Service, **fields: object) -> int:
+    fields.setdefault("cwd", "/")
+    fields.setdefault("command", "train")
+    return service.submit([JobSubmission(**fields)], owner_uid=0)[0].id  # type: ignore[arg-type]
+
+
+def state(engine: Engine, job_id: int) -> JobState:
+    return engine.store.get(job_id).state
+
+
+def test_a_started_job_gets_its_gpu_env_and_its_exit_is_recorded(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, _, clock = rig
+    job = submit(service, mem_bytes=4 * GiB)
+    assert engine.tick()
+    ((launched, env),) = runner.launched
+    assert launched == job and env["CUDA_VISIBLE_DEVICES"] == UUID
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" and env["FROM_MONITOR"] == "1"
+    assert state(engine, job) is JobState.STARTING
+    runner.finish(job, 0, at=clock.now + 5)
+    engine.check_all_exits = True
+    engine.tick()
+    done = engine.store.get(job)
+    assert (done.state, done.exit_code, done.ended_at) == (JobState.SUCCEEDED, 0, clock.now + 5)
+    assert job not in engine.active
+
+
+def test_only_jobs_flagged_by_an_exit_event_are_checked_between_fallback_ticks(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, _, _ = rig
+    job = submit(service, mem_bytes=GiB)
+    engine.tick()
+    engine.tick()  # the startup full check is spent
+    runner.finish(job, 1, at=1.0)
+    engine.tick()
+    assert state(engine, job) is JobState.STARTING  # no event yet: not looked at
+    engine.exited.add(job)
+    engine.tick()
+    assert state(engine, job) is JobState.FAILED
+
+
+def test_a_job_that_vanishes_without_a_record_is_lost(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, _, _ = rig
+    job = submit(service, gpus=0)
+    engine.tick()
+    runner.vanish(job)
+    engine.check_all_exits = True
+    engine.tick()
+    assert state(engine, job) is JobState.LOST
+
+
+def test_cancel_sends_sigterm_then_sigkill_after_the_grace_period(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, _, clock = rig
+    job = submit(service, gpus=0)
+    engine.tick()
+    runner.ignores_sigterm.add(job)
+    service.cancel(job)
+    assert runner.signals == [(job, signal.SIGTERM)]
+    clock.now += engine.config.cancel_grace_s - 1
+    engine.tick()
+    assert state(engine, job) is JobState.RUNNING
+    clock.now += 2
+    engine.tick()  # SIGKILL now; the next pass sees the group gone
+    engine.tick()
+    assert runner.signals[-1] == (job, signal.SIGKILL)
+    assert state(engine, job) is JobState.CANCELLED
+    assert [t.to_state for t in engine.store.history(job)][-1] is JobState.CANCELLED
+
+
+def test_a_job_that_cannot_be_launched_fails_with_the_reason(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, _, _ = rig
+    job = submit(service, gpus=0)
+    runner.fail_launch[job] = "working directory /gone does not exist"
+    engine.tick()
+    failed = engine.store.get(job)
+    assert failed.state is JobState.FAILED
+    assert failed.reason == "could not start: working directory /gone does not exist"
+
+
+def test_starting_becomes_running_once_seen_at_its_level_and_peaks_are_kept(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, monitor, clock = rig
+    job = submit(service, mem_bytes=10 * GiB, util_pct=30)
+    engine.tick()
+    pid = engine.active[job].pid
+    assert pid is not None
+    monitor.processes = (GpuProcess(pid, 5 * GiB, 10.0),)
+    engine.observe(monitor.snapshot())
+    engine.tick()
+    assert state(engine, job) is JobState.STARTING  # 5 of 10 GiB: still ramping
+    monitor.processes = (GpuProcess(pid, 10 * GiB, 35.0),)
+    engine.observe(monitor.snapshot())
+    engine.tick()
+    assert state(engine, job) is JobState.RUNNING
+    runner.finish(job, 0, clock.now)
+    engine.exited.add(job)
+    engine.tick()
+    done = engine.store.get(job)
+    assert (done.peak_mem_bytes, done.peak_util_pct) == (10 * GiB, 35.0)
+
+
+def test_a_second_job_waits_while_the_first_reserves_memory_it_has_not_allocated(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, _, _, _ = rig
+    first = submit(service, mem_bytes=12 * GiB)
+    second = submit(service, mem_bytes=12 * GiB)
+    engine.tick()
+    assert state(engine, first) is JobState.STARTING
+    assert state(engine, second) is JobState.QUEUED
+    assert engine.reasons[second].startswith("GPU0 mem 12.0 GiB + 12.0 GiB > 90%")
+
+
+def test_submit_refuses_a_whole_batch_with_one_bad_job_and_stores_nothing(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, _, _, _ = rig
+    good = JobSubmission(command="ok", cwd="/", mem_bytes=GiB)
+    too_big = JobSubmission(command="big", cwd="/", mem_bytes=23 * GiB)
+    with pytest.raises(ServiceError, match="job 2 can never start"):
+        service.submit([good, too_big], owner_uid=0)
+    assert engine.store.active() == [] and engine.active == {}
+
+
+def test_illegal_user_actions_are_refused_with_409(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, runner, _, clock = rig
+    job = submit(service, gpus=0)
+    engine.tick()
+    with pytest.raises(ServiceError) as refused:
+        service.hold(job)
+    assert refused.value.status == 409 and "running: it cannot become held" in str(refused.value)
+    with pytest.raises(ServiceError) as unknown:
+        service.cancel(77)
+    assert unknown.value.status == 404
