@@ -164,7 +164,7 @@ def test_logs_follow_streams_until_the_job_ends(daemon: RunningDaemon) -> None:
     assert follower.stdout.readline() == b"first\n"  # arrives while the job still runs
     assert follower.poll() is None
     gate.touch()
-    out, err = follower.communicate(timeout=20)
+    _out, err = follower.communicate(timeout=20)
     assert follower.returncode == 0 and err == b"second\n"
 
 

@@ -182,7 +182,7 @@ def test_submit_refuses_a_whole_batch_with_one_bad_job_and_stores_nothing(rig) -
 
 
 def test_illegal_user_actions_are_refused_with_409(rig) -> None:  # type: ignore[no-untyped-def]
-    engine, service, runner, _, clock = rig
+    engine, service, _runner, _, _clock = rig
     job = submit(service, gpus=0)
     engine.tick()
     with pytest.raises(ServiceError) as refused:

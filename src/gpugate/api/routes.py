@@ -79,7 +79,16 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
     async def health(request: Request) -> Response:
         snap = engine.snapshot
         return json_response(
-            api.Health(__version__, snap.backend, snap.note, os.getpid(), daemon.started_at)
+            api.Health(
+                __version__,
+                snap.backend,
+                snap.note,
+                os.getpid(),
+                daemon.started_at,
+                engine.passes,
+                engine.pass_seconds,
+                len(engine.active),
+            )
         )
 
     async def submit(request: Request) -> Response:
