@@ -24,6 +24,7 @@ from gpugate.units import GiB
 NOW = 10_000.0
 SETTINGS = settings(max_examples=200, deadline=None)
 SIZES_GIB = (8, 16, 24, 40, 80)
+UTIL_PCT = st.sampled_from((None, 0.0, 10.0, 35.5, 60.0, 85.0, 89.9, 90.0, 95.0, 100.0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -35,7 +36,7 @@ def gpu_views(draw: st.DrawFn) -> list[GpuView]:
     for index in range(draw(st.integers(1, 8))):
         total = draw(st.sampled_from(SIZES_GIB)) * GiB
         used = draw(st.integers(0, total))
-        util = draw(st.none() | st.floats(0, 100))
+        util = draw(UTIL_PCT)
         views.append(GpuView(f"GPU-{index}", index, total, used, util))
     return views
 
@@ -107,7 +108,7 @@ def holders(
         )
         jobs.append(job)
         usage[job_id] = {
-            uuid: JobUsage(draw(st.integers(0, 20)) * GiB, draw(st.none() | st.floats(0, 100)))
+            uuid: JobUsage(draw(st.integers(0, 20)) * GiB, draw(UTIL_PCT))
             for uuid in on
             if draw(st.booleans())
         }
@@ -193,7 +194,9 @@ def is_ramping(job: Job, request: SchedulingRequest) -> bool:
     return not all(u in seen and seen[u].mem_bytes >= level for u in job.gpu_uuids)
 
 
-def load_after(request: SchedulingRequest, reply: SchedulingReply, view: GpuView) -> tuple:
+def load_after(
+    request: SchedulingRequest, reply: SchedulingReply, view: GpuView
+) -> tuple[int, float]:
     """(memory bytes, utilization %) on ``view`` once the reply's starts are counted."""
     mem = view.mem_used_bytes
     util = view.util_pct or 0.0
@@ -229,12 +232,37 @@ def test_starts_keep_every_gpu_under_its_memory_and_util_lines(request: Scheduli
         assert (view.util_pct or 0.0) < limits.util_headroom_pct
 
 
-@SETTINGS
-@given(requests())
-def test_nothing_joins_an_exclusive_job_or_a_ramping_unknown_size_job(
-    request: SchedulingRequest,
+# ---------------------------------------------------------------------------------------
+# The shape of the reply
+# ---------------------------------------------------------------------------------------
+def assert_every_pending_job_is_answered_once(
+    request: SchedulingRequest, reply: SchedulingReply
 ) -> None:
-    reply = schedule(request)
+    started = [s.job_id for s in reply.starts]
+    cancelled = [v.job_id for v in reply.cancels]
+    pending = [j.id for j in request.jobs if j.state in (JobState.QUEUED, JobState.HELD)]
+
+    assert sorted(started + cancelled + list(reply.waiting)) == sorted(pending)
+    assert all(reason.strip() for reason in reply.waiting.values())
+    assert all(v.reason.strip() for v in reply.cancels)
+
+
+def assert_starts_are_placed_on_distinct_existing_gpus(
+    request: SchedulingRequest, reply: SchedulingReply
+) -> None:
+    by_id = {j.id: j for j in request.jobs}
+    uuids = {g.uuid for g in request.gpus}
+    for start in reply.starts:
+        job = by_id[start.job_id]
+        assert job.state is JobState.QUEUED
+        assert len(start.gpu_uuids) == len(set(start.gpu_uuids)) == job.spec.gpus
+        assert set(start.gpu_uuids) <= uuids
+        assert start.reason
+
+
+def assert_nothing_joins_exclusive_or_ramping_unknown_size_jobs(
+    request: SchedulingRequest, reply: SchedulingReply
+) -> None:
     blocked = {
         uuid
         for job in request.jobs
@@ -246,75 +274,51 @@ def test_nothing_joins_an_exclusive_job_or_a_ramping_unknown_size_job(
         assert not blocked & set(start.gpu_uuids)
 
 
-# ---------------------------------------------------------------------------------------
-# The shape of the reply
-# ---------------------------------------------------------------------------------------
-@SETTINGS
-@given(requests())
-def test_every_job_is_started_waiting_or_cancelled_exactly_once(
-    request: SchedulingRequest,
+def assert_ramped_are_the_starting_jobs_past_ramp_up(
+    request: SchedulingRequest, reply: SchedulingReply
 ) -> None:
-    """(2) Starts, waiting and cancels partition the queued and held jobs; every waiting
-    job has a reason; every start has exactly ``spec.gpus`` distinct GPUs that exist."""
-    reply = schedule(request)
-    started = [s.job_id for s in reply.starts]
-    cancelled = [v.job_id for v in reply.cancels]
-    pending = {j.id for j in request.jobs if j.state in (JobState.QUEUED, JobState.HELD)}
-
-    assert len(started) == len(set(started))
-    assert sorted(started + cancelled + list(reply.waiting)) == sorted(pending)
-    assert all(reason.strip() for reason in reply.waiting.values())
-    assert all(v.reason.strip() for v in reply.cancels)
-
-    by_id = {j.id: j for j in request.jobs}
-    uuids = {g.uuid for g in request.gpus}
-    for start in reply.starts:
-        job = by_id[start.job_id]
-        assert job.state is JobState.QUEUED
-        assert len(start.gpu_uuids) == len(set(start.gpu_uuids)) == job.spec.gpus
-        assert set(start.gpu_uuids) <= uuids
-        assert start.reason
+    ramped = [v.job_id for v in reply.ramped]
+    expected = [
+        j.id for j in request.jobs if j.state is JobState.STARTING and not is_ramping(j, request)
+    ]
+    assert sorted(ramped) == sorted(expected)
 
 
 @SETTINGS
 @given(requests())
-def test_only_starting_jobs_are_declared_ramped(request: SchedulingRequest) -> None:
+def test_the_reply_answers_for_every_job(request: SchedulingRequest) -> None:
+    """(2) Starts, waiting and cancels partition the queued and held jobs, every waiting job
+    has a reason, every start has exactly ``spec.gpus`` distinct GPUs that exist; nothing
+    joins an exclusive job or a ramping unknown-size job; ``ramped`` lists exactly the
+    starting jobs past their ramp-up."""
     reply = schedule(request)
-    starting = {j.id for j in request.jobs if j.state is JobState.STARTING}
-    ramped = [v.job_id for v in reply.ramped]
 
-    assert len(ramped) == len(set(ramped))
-    assert set(ramped) <= starting
-    # the core and this module agree on which declared jobs are still ramping
-    for job in request.jobs:
-        if job.id in starting:
-            assert (job.id in ramped) == (not is_ramping(job, request))
+    assert_every_pending_job_is_answered_once(request, reply)
+    assert_starts_are_placed_on_distinct_existing_gpus(request, reply)
+    assert_nothing_joins_exclusive_or_ramping_unknown_size_jobs(request, reply)
+    assert_ramped_are_the_starting_jobs_past_ramp_up(request, reply)
 
 
 # ---------------------------------------------------------------------------------------
 # Determinism
 # ---------------------------------------------------------------------------------------
 @SETTINGS
-@given(requests())
-def test_the_same_request_gets_the_same_reply(request: SchedulingRequest) -> None:
-    """(3)"""
-    assert schedule(request) == schedule(request)
-
-
-@SETTINGS
 @given(st.data())
-def test_the_order_of_the_jobs_in_the_request_does_not_matter(data: st.DataObject) -> None:
-    """(4) The store may list jobs in any order: the decision and its reasons are the same."""
+def test_the_reply_depends_on_the_request_only_not_on_job_order(data: st.DataObject) -> None:
+    """(3) The same request gets the same reply; (4) the store may list the jobs in any
+    order: the decision, its reasons and the order of the verdicts are the same."""
     request = data.draw(requests())
     shuffled = dataclasses.replace(request, jobs=data.draw(st.permutations(request.jobs)))
+    reply = schedule(request)
 
-    assert schedule(shuffled) == schedule(request)
+    assert schedule(request) == reply
+    assert schedule(shuffled) == reply
 
 
 # ---------------------------------------------------------------------------------------
 # Priority
 # ---------------------------------------------------------------------------------------
-def shape(job: Job) -> tuple:
+def shape(job: Job) -> tuple[int, int | None, float, bool]:
     return (job.spec.gpus, job.expected.mem_bytes, job.expected.util_pct, job.spec.exclusive)
 
 

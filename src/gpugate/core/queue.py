@@ -21,9 +21,20 @@ def effective_priority(job: Job, now: float, aging_per_hour: float) -> float:
 
 
 def in_queue_order(jobs: Sequence[Job], now: float, aging_per_hour: float) -> list[Job]:
-    """Highest effective priority first; FIFO (submit time, then id) among equals."""
+    """Highest effective priority first; FIFO (submit time, then id) among equals.
+
+    Aging is linear, so ``priority + rate * (now - submitted)`` orders jobs exactly like
+    ``priority - rate * submitted``: the key does not depend on ``now`` (jobs submitted in
+    the future, which only a test can make, are the exception and clamp to no aging).
+    """
+    rate = aging_per_hour / SECONDS_PER_HOUR
     return sorted(
-        jobs, key=lambda j: (-effective_priority(j, now, aging_per_hour), j.submitted_at, j.id)
+        jobs,
+        key=lambda j: (
+            -(j.priority + rate * (max(now, j.submitted_at) - j.submitted_at)),
+            j.submitted_at,
+            j.id,
+        ),
     )
 
 

@@ -16,6 +16,8 @@ from gpugate.core.queue import dependency_verdict, in_queue_order
 from gpugate.core.types import SchedulingReply, SchedulingRequest, Start, Verdict
 from gpugate.model import Job
 from gpugate.states import JobState
+
+HOLDING = frozenset({JobState.STARTING, JobState.RUNNING})
 from gpugate.units import format_bytes
 
 Shape = tuple[int, int | None, float, bool]
@@ -23,7 +25,7 @@ Shape = tuple[int, int | None, float, bool]
 
 def schedule(request: SchedulingRequest) -> SchedulingReply:
     """Decide which queued jobs start now and where; say why every other one waits."""
-    holders = [j for j in request.jobs if j.state.holds_gpus]
+    holders = sorted((j for j in request.jobs if j.state in HOLDING), key=lambda j: j.id)
     ramped = _ramped(holders, request)
     done_ramping = {v.job_id for v in ramped}
     ramping = {j.id for j in holders if j.state is JobState.STARTING} - done_ramping
@@ -31,8 +33,10 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     waiting: dict[int, str] = {}
     candidates, cancels = _eligible(request, waiting)
     ordered = in_queue_order(candidates, request.now, request.policy.aging_per_hour)
-    cpu_jobs = [j for j in ordered if j.spec.gpus == 0]
-    gpu_jobs = [j for j in ordered if j.spec.gpus > 0]
+    cpu_jobs: list[Job] = []
+    gpu_jobs: list[Job] = []
+    for job in ordered:
+        (gpu_jobs if job.spec.gpus else cpu_jobs).append(job)
     cpu_busy = sum(1 for j in holders if j.spec.gpus == 0)
     starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
     gpu_starts, drained_for = _start_gpu_jobs(gpu_jobs, loads, request, waiting)
@@ -73,7 +77,7 @@ def _eligible(
     states.update((j.id, j.state) for j in request.jobs)
     candidates: list[Job] = []
     cancels: list[Verdict] = []
-    for job in request.jobs:
+    for job in sorted(request.jobs, key=lambda j: j.id):  # the store may list them in any order
         if job.state is JobState.HELD:
             waiting[job.id] = "held: `gpugate release` to queue it"
         if job.state is not JobState.QUEUED:
