@@ -16,10 +16,9 @@ from gpugate.core.queue import dependency_verdict, in_queue_order
 from gpugate.core.types import SchedulingReply, SchedulingRequest, Start, Verdict
 from gpugate.model import Job
 from gpugate.states import JobState
-
-HOLDING = frozenset({JobState.STARTING, JobState.RUNNING})
 from gpugate.units import format_bytes
 
+HOLDING = frozenset({JobState.STARTING, JobState.RUNNING})
 Shape = tuple[int, int | None, float, bool]
 
 
