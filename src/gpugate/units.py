@@ -43,10 +43,10 @@ def parse_bytes(text: str) -> int:
     factor = _UNITS.get(unit.lower())
     if factor is None:
         raise ValueError(f"unknown size unit {unit!r} in {text!r} (use KiB, MiB, GiB, TiB)")
-    value = float(number) * factor
-    if value <= 0:
-        raise ValueError(f"size must be positive: {text!r}")
-    return int(value)
+    value = int(float(number) * factor)
+    if value < 1:
+        raise ValueError(f"size must be at least one byte: {text!r}")
+    return value
 
 
 def format_bytes(n_bytes: int | None) -> str:
@@ -61,14 +61,12 @@ def format_bytes(n_bytes: int | None) -> str:
 
 
 def parse_percent(text: str) -> float:
-    """Parse "85", "85%" or "0.85" (a fraction) into a percentage in [0, 100]."""
+    """Parse "85" or "85%" into a percentage in [0, 100] (never a fraction: "0.85" is 0.85%)."""
     raw = text.strip().removesuffix("%")
     try:
         value = float(raw)
     except ValueError:
         raise ValueError(f"not a percentage: {text!r} (examples: 85, 85%)") from None
-    if 0 < value <= 1 and not text.strip().endswith("%") and "." in raw:
-        value *= 100
     if not 0 <= value <= 100:
         raise ValueError(f"percentage out of range 0-100: {text!r}")
     return value

@@ -41,7 +41,9 @@ def test_a_third_job_that_would_overflow_memory_waits_with_a_memory_reason() -> 
     reply = schedule(request([gpu(0)], [job(1), job(2), job(3)]))
 
     assert set(started(reply)) == {1, 2}
-    assert reply.waiting == {3: "GPU0 mem 16.0 GiB + 8.0 GiB > 90% of 24.0 GiB"}
+    assert reply.waiting == {
+        3: "GPU0 mem 16.0 GiB (incl. 16.0 GiB reserved) + 8.0 GiB > 90% of 24.0 GiB"
+    }
 
 
 def test_outside_load_blocks_and_the_reason_shows_it() -> None:
@@ -94,7 +96,9 @@ def test_ramp_up_reservation_prevents_a_burst() -> None:
 
     assert started(reply) == {1: ("GPU-0",), 2: ("GPU-0",)}
     assert set(reply.waiting) == set(range(3, 11))
-    assert set(reply.waiting.values()) == {"GPU0 mem 16.0 GiB + 8.0 GiB > 90% of 24.0 GiB"}
+    assert set(reply.waiting.values()) == {
+        "GPU0 mem 16.0 GiB (incl. 16.0 GiB reserved) + 8.0 GiB > 90% of 24.0 GiB"
+    }
 
 
 def test_starting_jobs_not_yet_seen_still_reserve_their_memory() -> None:
@@ -104,7 +108,9 @@ def test_starting_jobs_not_yet_seen_still_reserve_their_memory() -> None:
     reply = schedule(request([gpu(0, used_gib=0)], jobs, now=10))
 
     assert reply.starts == ()
-    assert reply.waiting == {3: "GPU0 mem 16.0 GiB + 8.0 GiB > 90% of 24.0 GiB"}
+    assert reply.waiting == {
+        3: "GPU0 mem 16.0 GiB (incl. 16.0 GiB reserved) + 8.0 GiB > 90% of 24.0 GiB"
+    }
 
 
 def test_a_starting_job_reserves_only_what_it_has_not_allocated_yet() -> None:
@@ -116,7 +122,9 @@ def test_a_starting_job_reserves_only_what_it_has_not_allocated_yet() -> None:
     assert started(reply) == {2: ("GPU-0",)}
 
     reply = schedule(request(gpus, [starting(1), job(2, mem_gib=14)], usage=usage))
-    assert reply.waiting == {2: "GPU0 mem 8.0 GiB + 14.0 GiB > 90% of 24.0 GiB"}
+    assert reply.waiting == {
+        2: "GPU0 mem 8.0 GiB (incl. 4.0 GiB reserved) + 14.0 GiB > 90% of 24.0 GiB"
+    }
 
 
 def test_observed_usage_replaces_the_reservation_when_a_job_uses_more() -> None:
@@ -135,7 +143,9 @@ def test_a_running_job_keeps_its_declared_memory_reserved() -> None:
     usage = {1: {"GPU-0": seen(2)}}
     reply = schedule(request([gpu(0, used_gib=2)], [running(1), job(2, mem_gib=14)], usage=usage))
 
-    assert reply.waiting == {2: "GPU0 mem 8.0 GiB + 14.0 GiB > 90% of 24.0 GiB"}
+    assert reply.waiting == {
+        2: "GPU0 mem 8.0 GiB (incl. 6.0 GiB reserved) + 14.0 GiB > 90% of 24.0 GiB"
+    }
 
 
 def test_a_starting_job_reserves_its_utilization_until_it_ramps() -> None:
@@ -318,7 +328,9 @@ def test_higher_priority_starts_first() -> None:
     reply = schedule(request([gpu(0)], jobs, policy=NO_AGING))
 
     assert started(reply) == {2: ("GPU-0",)}
-    assert reply.waiting == {1: "GPU0 mem 16.0 GiB + 16.0 GiB > 90% of 24.0 GiB"}
+    assert reply.waiting == {
+        1: "GPU0 mem 16.0 GiB (incl. 16.0 GiB reserved) + 16.0 GiB > 90% of 24.0 GiB"
+    }
 
 
 def test_priority_never_overrides_headroom() -> None:
@@ -569,3 +581,13 @@ def test_whole_gpu_counts_running_jobs() -> None:
     reply = schedule(request([gpu(0)], jobs, policy=WHOLE_GPU))
 
     assert reply.waiting == {2: "GPU0 runs job 1"}
+
+
+def test_an_exclusive_job_counts_its_own_utilization_against_the_line() -> None:
+    """An idle-memory GPU at 50% outside utilization cannot take an exclusive job that
+    declares 80%: 50 + 80 > 90. It fits a GPU at 5%."""
+    busy, calm = gpu(0, used_gib=0.5, util_pct=50.0), gpu(1, used_gib=0.5, util_pct=5.0)
+    reply = schedule(request([busy], [job(1, exclusive=True, util_pct=80.0)]))
+    assert reply.waiting == {1: "GPU0 util 50% + 80% > 90%"}
+    reply = schedule(request([busy, calm], [job(1, exclusive=True, util_pct=80.0)]))
+    assert started(reply) == {1: ("GPU-1",)}

@@ -169,7 +169,9 @@ def test_a_second_job_waits_while_the_first_reserves_memory_it_has_not_allocated
     engine.tick()
     assert state(engine, first) is JobState.STARTING
     assert state(engine, second) is JobState.QUEUED
-    assert engine.reasons[second].startswith("GPU0 mem 12.0 GiB + 12.0 GiB > 90%")
+    assert engine.reasons[second].startswith(
+        "GPU0 mem 12.0 GiB (incl. 12.0 GiB reserved) + 12.0 GiB > 90%"
+    )
 
 
 def test_submit_refuses_a_whole_batch_with_one_bad_job_and_stores_nothing(rig) -> None:  # type: ignore[no-untyped-def]

@@ -51,7 +51,7 @@ def test_parse_bytes_refuses_unknown_units(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["0", "0G", "0.0MiB"])
 def test_parse_bytes_refuses_zero(text: str) -> None:
-    with pytest.raises(ValueError, match="size must be positive"):
+    with pytest.raises(ValueError, match="size must be at least one byte"):
         parse_bytes(text)
 
 
@@ -96,7 +96,7 @@ def test_format_then_parse_round_trips_binary_sizes(text: str) -> None:
         ("0", 0.0),
         ("100", 100.0),
         ("12.5", 12.5),
-        ("0.85", 85.0),  # a fraction
+        ("0.85", 0.85),  # a percentage, never a fraction
         ("0.5%", 0.5),  # with a percent sign it is a percentage
         ("1", 1.0),  # no decimal point: 1%, not 100%
     ],

@@ -62,15 +62,17 @@ def _idle_reason(load: GpuLoad, job: Job, policy: Policy) -> str | None:
     if not load.is_idle(policy):
         used = format_bytes(load.view.mem_used_bytes)
         return f"{load.label} not idle: {used} in use by other processes"
-    return _util_reason(load, job, adding=0.0)
+    # an unknown-size job's 100% is a placeholder; an exclusive job's declared util is real
+    return _util_reason(load, job, adding=0.0 if job.expected.whole_gpu else None)
 
 
 def _mem_reason(load: GpuLoad, job: Job) -> str | None:
     need = job.expected.mem_bytes or 0
     if load.mem_bytes + need <= load.mem_cap_bytes:
         return None
+    held = f" (incl. {format_bytes(load.reserved_bytes)} reserved)" if load.reserved_bytes else ""
     return (
-        f"{load.label} mem {format_bytes(load.mem_bytes)} + {format_bytes(need)}"
+        f"{load.label} mem {format_bytes(load.mem_bytes)}{held} + {format_bytes(need)}"
         f" > {load.limits.mem_headroom_pct:.0f}% of {format_bytes(load.view.mem_total_bytes)}"
     )
 

@@ -17,6 +17,7 @@ class GpuLoad:
     view: GpuView
     limits: GpuLimits
     mem_bytes: int  # observed used + reservations
+    reserved_bytes: int  # the reservations alone: declared by gpugate jobs, not yet allocated
     util_pct: float  # smoothed observed + reservations
     job_ids: list[int]
     exclusive_job: int | None = None  # a job that asked for this GPU to itself
@@ -69,6 +70,7 @@ def build_loads(
             view=g,
             limits=policy.limits_for(g.uuid, g.index),
             mem_bytes=g.mem_used_bytes,
+            reserved_bytes=0,
             util_pct=g.util_pct or 0.0,
             job_ids=[],
         )
@@ -94,7 +96,9 @@ def _add_holder(load: GpuLoad, job: Job, seen: JobUsage | None, ramping: bool) -
     seen_mem = seen.mem_bytes if seen else 0
     # reserve what it said it would use and has not allocated yet, for as long as it runs:
     # a job that declared 10 GiB and holds 2 GiB will most likely grow
-    load.mem_bytes += max(0, (job.expected.mem_bytes or 0) - seen_mem)
+    reservation = max(0, (job.expected.mem_bytes or 0) - seen_mem)
+    load.mem_bytes += reservation
+    load.reserved_bytes += reservation
     if ramping:
         seen_util = seen.util_pct if seen and seen.util_pct is not None else 0.0
         load.util_pct += max(0.0, job.expected.util_pct - seen_util)
