@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 VENV_PY = VENV_BIN / "python"
 GPUGATE = VENV_BIN / "gpugate"
-OUT_DIR = ROOT / "bench" / "out"
-PYCACHE = OUT_DIR / "pycache"
+# results go to bench/out (git-ignored); run_all.sh --quick points this elsewhere
+OUT_DIR = Path(os.environ.get("BENCH_OUT_DIR") or ROOT / "bench" / "out")
+PYCACHE = ROOT / "bench" / "out" / "pycache"
 
 
 def python_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -60,7 +61,7 @@ def ensure_venv() -> None:
 
 ensure_venv()
 
-import psutil  # noqa: E402
+import psutil as psutil  # noqa: E402  (re-exported for the scripts)
 
 from gpugate.client import Client, DaemonNotRunning  # noqa: E402
 
@@ -235,7 +236,8 @@ def write_json(name: str, results: dict[str, Any]) -> Path:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"{name}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    print(f"\nresults written to {path.relative_to(ROOT)}")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"\nresults written to {shown}")
     return path
 
 
@@ -347,7 +349,7 @@ class BenchDaemon:
     def cpu_seconds(self) -> float:
         """The daemon's own CPU time (user + system), not its jobs'."""
         times = self.ps().cpu_times()
-        return times.user + times.system
+        return float(times.user + times.system)
 
     def close(self) -> None:
         self.stop()
@@ -391,18 +393,17 @@ class BenchTsp:
         self.env.pop("TS_SAVELIST", None)
         self.env.pop("TS_ONFINISH", None)
         _CLEANUPS.append(self.close)
-        self.run("-K", check=False)  # a no-op: no server yet on a fresh socket
         if slots is not None:
             self.run("-S", str(slots))
 
-    def run(self, *args: str, check: bool = True) -> str:
+    def run(self, *args: str, check: bool = True, timeout_s: float = 120) -> str:
         result = subprocess.run(
             ["tsp", *args],
             env=self.env,
             cwd=self.workdir,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=timeout_s,
         )
         if check and result.returncode != 0:
             raise RuntimeError(

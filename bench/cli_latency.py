@@ -51,7 +51,7 @@ def time_command(
     n: int,
     env: dict[str, str],
     cwd: Path,
-    settle: Callable[[], None] = lambda: None,
+    settle: Callable[[], object] = lambda: None,
 ) -> list[float]:
     """Run ``argv`` WARMUP + n times; ``settle`` (untimed) runs after each, e.g. to let the
     job just submitted finish so that it does not compete with the next sample for CPU."""

@@ -9,17 +9,21 @@ environment as ``gpugate submit`` sends it. None can start, so all stay queued.
 Measured:
 
 * daemon RSS (psutil) before and after, and submit time per 10k batch;
-* one scheduling pass. The daemon keeps ``Engine.pass_seconds`` but does not expose it over
-  the API, so it is measured two ways:
-  (a) from outside: submit one job (which wakes the scheduler), then time a ``/v1/health``
-      request sent right after; the single-threaded event loop answers it only once the
-      pass has run, so its latency minus an idle health request ~ one pass;
+* one scheduling pass, three ways: as the daemon reports it (``last_pass_s`` of
+  ``/v1/health``, read after the pass a one-job submit triggers; None on daemons that
+  predate it), and two cross-checks:
+  (a) from outside: the daemon's CPU time (psutil) from just before a one-job submit until
+      it stops growing, i.e. the submit request plus the scheduling pass it wakes;
   (b) in process: a copy of the daemon's database loaded into an ``Engine`` of the same
       classes (SqliteStore, SimMonitor; a runner that refuses to launch), then
       ``Engine.tick()`` (the daemon's whole pass) and ``schedule()`` alone, timed;
 * ``gpugate ls`` (table) and ``gpugate ls --json`` with 100k jobs, cold CLI processes;
   also the client call alone (``Client.jobs()``, no CLI start, no formatting);
-* submitting one more job: CLI (cold) and client.
+* submitting one more job: CLI (cold) and client;
+* the daemon's restart time with the queue full (the blocker keeps running, re-adopted);
+* the drain rate with the queue full: the blocker is cancelled and the jobs that end over
+  10 s are counted (up to 21 x 1 GiB fit the GPU at once; throughput.py gives the same
+  figure with a short queue).
 
 Usage: bench/queue_scale.py [--jobs 100000] [--batch 10000] [--repeat 3]
 """
@@ -55,7 +59,7 @@ MiB = 2**20
 
 
 def rss_mib(daemon: BenchDaemon) -> float:
-    return daemon.ps().memory_info().rss / MiB
+    return float(daemon.ps().memory_info().rss / MiB)
 
 
 def timed_calls(label: str, repeat: int, call: Any, settle: Any = None) -> list[float]:
@@ -156,6 +160,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3, help="samples of each latency")
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU window (s)")
+    parser.add_argument("--drain-s", type=float, default=10.0, help="drain window (s)")
     args = parser.parse_args()
     info = machine_info()
     header(f"queue scale: {args.jobs} queued jobs", info)
@@ -206,7 +211,7 @@ def main() -> int:
     res["idle_cpu_pct_of_core"] = (daemon.cpu_seconds() - c0) / (time.perf_counter() - t0) * 100
 
     # ---- (a) one pass, from outside: the CPU a one-job submit costs the daemon, pass included
-    pass_cpu, pass_wall, submit_client = [], [], []
+    pass_cpu, pass_wall, submit_client, reported = [], [], [], []
     for i in range(args.repeat):
         c0 = wait_quiet(daemon)
         t0 = time.perf_counter()
@@ -217,10 +222,15 @@ def main() -> int:
         submit_client.append(t1 - t0)
         pass_cpu.append(c1 - c0)
         pass_wall.append(t2 - t0)
+        last_pass = getattr(client.health(), "last_pass_s", None)  # newer daemons report it
+        if last_pass is not None:
+            reported.append(last_pass)
         progress(
             f"pass from outside {i + 1}/{args.repeat}: submit call {(t1 - t0) * 1000:.0f} ms, "
-            f"daemon CPU {(c1 - c0) * 1000:.0f} ms"
+            f"daemon CPU {(c1 - c0) * 1000:.0f} ms, daemon-reported pass "
+            f"{'-' if last_pass is None else f'{last_pass * 1000:.0f} ms'}"
         )
+    res["pass_reported"] = summary_ms(reported) if reported else None
     res["pass_from_outside"] = {
         "method": "daemon CPU time (psutil, 10 ms ticks) from before a one-job submit until "
         "the daemon's CPU time stops growing (20 ms polls)",
@@ -278,6 +288,17 @@ def main() -> int:
     except Exception as exc:  # the engine's internals move; say so rather than crash
         res["pass_in_process"] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"in-process pass not measured: {exc}")
+
+    # ---- drain rate with the queue full: cancel the blocker, count jobs ending
+    progress(f"drain: cancelling the blocker, counting jobs that end over {args.drain_s:.0f} s")
+    client.cancel(blocker)
+    while client.show(blocker).job.ended_at is None:
+        time.sleep(0.05)
+    left0, t0 = sum(daemon.active_counts().values()), time.perf_counter()
+    time.sleep(args.drain_s)
+    left1, t1 = sum(daemon.active_counts().values()), time.perf_counter()
+    res["drain_jobs_per_s"] = (left0 - left1) / (t1 - t0)
+    res["drain_last_pass_ms"] = (getattr(client.health(), "last_pass_s", None) or 0) * 1000
     daemon.close()
 
     q = res
@@ -293,6 +314,11 @@ def main() -> int:
         (f"submit: last {args.batch} batch (client)", q["submit_batch"]["last_s"], "s"),
         ("submit: all batches", q["submit_batch"]["total_s"], "s"),
         ("idle daemon CPU, queue full", q["idle_cpu_pct_of_core"], "% core"),
+        (
+            "pass: daemon-reported (health last_pass_s), median",
+            q["pass_reported"]["median_ms"] if q["pass_reported"] else None,
+            "ms",
+        ),
         ("pass (a): daemon CPU per 1-job submit, median", outside["daemon_cpu"]["median_ms"], "ms"),
         ("pass (a): wall until quiet, median", outside["wall_until_quiet"]["median_ms"], "ms"),
     ]
@@ -311,14 +337,15 @@ def main() -> int:
         ("submit one more job (client), median", q["submit_one_client"]["median_ms"], "ms"),
         ("submit one more job (CLI, cold), median", q["submit_one_cli"]["median_ms"], "ms"),
         ("daemon restart until it answers", q["restart_s"], "s"),
+        ("drain with the queue full (blocker cancelled)", q["drain_jobs_per_s"], "jobs/s"),
     ]
     print()
     print(table(["figure", "value", "unit"], rows))
     print(
         f"\nnotes: {args.repeat} samples per latency; each job carries the caller's environment "
         f"({res['env_vars_per_job']} variables, {res['env_bytes_per_job']} bytes) as the CLI "
-        "sends it;\n  the daemon does not expose its pass time (Engine.pass_seconds) over the "
-        "API, hence (a) and (b);\n  tsp has no equivalent of this run (no GPU-aware queue, and "
+        "sends it;\n  pass (a) and (b) cross-check the daemon's own figure;\n"
+        "  tsp has no equivalent of this run (no GPU-aware queue, and "
         "each queued tsp job is a waiting client process), so no peer figures here."
     )
     write_json("queue_scale", res)

@@ -30,18 +30,19 @@ if ! command -v tsp >/dev/null 2>&1; then
 fi
 
 if [[ "${1:-}" == "--quick" ]]; then
+    export BENCH_OUT_DIR="$here/out/quick"  # keep the real figures in bench/out
     runs=(
         "cli_latency.py -n 10"
         "submit_to_start.py -n 10"
         "throughput.py -n 100"
-        "queue_scale.py --jobs 10000 --batch 5000 --repeat 2 --idle-s 2"
+        "queue_scale.py --jobs 10000 --batch 5000 --repeat 2 --idle-s 2 --drain-s 2"
         "idle_cpu.py --seconds 5"
     )
 else
     runs=(cli_latency.py submit_to_start.py throughput.py queue_scale.py idle_cpu.py)
 fi
 
-mkdir -p "$here/out"
+mkdir -p "${BENCH_OUT_DIR:-$here/out}"
 failed=0
 for run in "${runs[@]}"; do
     echo

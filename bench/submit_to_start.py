@@ -9,7 +9,9 @@ free again (that wait is not timed). Variants, N jobs each:
 * gpugate, Python client ``Client.submit_command(...)``, default request (1 whole sim GPU);
 * gpugate, CLI ``gpugate submit -- CMD`` (includes the CLI's cold start);
 * gpugate, Python client, ``gpus=0`` (CPU-only job);
-* tsp, ``tsp sh -c CMD`` (its CLI, a C program).
+* tsp, ``tsp sh -c CMD`` (its CLI, a C program);
+* for reference, gpugate's per-job shim (``python -I -S shim.py EXIT CMD``) spawned
+  directly, without a daemon: the floor of gpugate's start path.
 
 The daemon runs with its defaults (monitor_interval_s = 1.0, tick_fallback_s = 5.0) on
 ``sim:2x24GiB``.
@@ -20,8 +22,10 @@ Usage: bench/submit_to_start.py [-n 100]
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +131,27 @@ def main() -> int:
         lat, calls = measure(label, n, work, submit, gg_wait)
         rows[label] = {"latency": summary_ms(lat), "submit_call": summary_ms(calls)}
     daemon.close()
+
+    # the floor of gpugate's start path: its per-job shim spawned directly, no daemon
+    from gpugate.runner.local import SHIM_PATH
+
+    shim_dir = Path(tempfile.mkdtemp(prefix="bench-shim-"))
+    try:
+
+        def via_shim(cmd: str, i: int) -> subprocess.Popen[bytes]:
+            argv = [sys.executable, "-I", "-S", str(SHIM_PATH), str(shim_dir / f"exit-{i}"), cmd]
+            return subprocess.Popen(argv, cwd=shim_dir, env=env, start_new_session=True)
+
+        def shim_wait(proc: object) -> None:
+            proc.wait()  # type: ignore[attr-defined]
+
+        lat, calls = measure("shim alone", n, shim_dir, via_shim, shim_wait)
+        rows["floor: gpugate's shim alone, no daemon"] = {
+            "latency": summary_ms(lat),
+            "submit_call": summary_ms(calls),
+        }
+    finally:
+        shutil.rmtree(shim_dir, ignore_errors=True)
 
     peer_note = None
     if have_tsp():

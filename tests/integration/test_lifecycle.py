@@ -193,3 +193,5 @@ def test_serve_refuses_a_second_daemon_on_the_same_socket(daemon: RunningDaemon)
     )
     assert second.returncode == 1 and "already running" in second.stderr
     assert daemon.client.health().backend == "sim"
+    assert daemon.proc is not None
+    assert (daemon.home / "gpugate.pid").read_text().strip() == str(daemon.proc.pid)

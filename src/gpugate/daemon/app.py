@@ -184,19 +184,25 @@ def _load_changed(before: list, after: list) -> bool:  # type: ignore[type-arg]
     return False
 
 
+def refuse_if_running(path: Path) -> None:
+    """Raise AlreadyRunning if a live daemon answers on ``path``; remove a stale socket."""
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # stale: left by a daemon that was killed
+    else:
+        raise AlreadyRunning(f"a gpugate daemon is already running on {path}")
+    finally:
+        probe.close()
+
+
 def bind_socket(path: Path) -> socket.socket:
     """Bind the API socket, owner-only; refuse if a live daemon already answers there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # stale: left by a daemon that was killed
-        else:
-            raise AlreadyRunning(f"a gpugate daemon is already running on {path}")
-        finally:
-            probe.close()
+    refuse_if_running(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:

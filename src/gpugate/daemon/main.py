@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from gpugate.daemon.app import AlreadyRunning, Daemon
+from gpugate.daemon.app import AlreadyRunning, Daemon, refuse_if_running
 from gpugate.daemon.config import DaemonConfig, load_config
 from gpugate.daemon.paths import StatePaths
 from gpugate.gpu.base import GpuMonitor, MonitorUnavailable
@@ -45,6 +45,11 @@ def open_monitor(spec: str, paths: StatePaths) -> GpuMonitor:
 def serve(paths: StatePaths, overrides: dict[str, object]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gpugate %(levelname)s %(message)s")
     paths.ensure()
+    try:
+        refuse_if_running(paths.socket)  # before touching the pidfile or the database
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
     config = load_config(paths.config, overrides)
     monitor = open_monitor(config.gpus, paths)
     store = SqliteStore(paths.database)
