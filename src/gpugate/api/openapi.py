@@ -72,6 +72,12 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "active jobs and recently finished ones",
                 "parameters": [
                     {"name": "recent", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "queued",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "at most this many queued jobs, the next to start",
+                    },
                     {"name": "state", "in": "query", "schema": {"type": "string"}},
                 ],
                 "responses": _ok("JobList"),

@@ -98,8 +98,10 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
 
     async def list_jobs(request: Request) -> Response:
         limit = _int_param(request, "recent", engine.config.recent_limit)
+        queued = _int_param(request, "queued", -1)
         states = {s for s in request.query_params.get("state", "").split(",") if s}
-        return json_response(views.job_list(engine, limit, states or None))
+        listing = views.job_list(engine, limit, states or None, None if queued < 0 else queued)
+        return json_response(listing)
 
     async def show(request: Request) -> Response:
         job = service.job(job_id(request))

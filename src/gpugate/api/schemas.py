@@ -63,7 +63,7 @@ class TransitionView(msgspec.Struct):
     reason: str
 
 
-class JobView(msgspec.Struct, kw_only=True):
+class JobView(msgspec.Struct, kw_only=True, gc=False):  # no cycles: skip GC tracking
     """A job as `ls` shows it; ``reason`` says why it is in its state right now."""
 
     id: int

@@ -30,12 +30,11 @@ def follow(client: Client, job_id: int, streams: Sequence[str]) -> int:
 
 
 def job_exit_status(state: str, exit_code: int | None) -> int:
-    """The shell status ``wait`` reports: the job's own code, 128+N for signal N, else 1."""
+    """The shell status ``wait`` reports: the job's own (128+N if signal N killed it);
+    1 for a job that never ran or left no code (cancelled before start, lost)."""
     if state == "succeeded":
         return 0
-    if exit_code is None:
-        return 1
-    return exit_code if exit_code >= 0 else 128 - exit_code
+    return 1 if exit_code is None else exit_code
 
 
 def wait_all(

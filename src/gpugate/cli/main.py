@@ -139,13 +139,18 @@ def _read_command_file(path: str) -> list[str]:
 def cmd_ls(args: argparse.Namespace, client: Client) -> int:
     from gpugate.cli.format import jobs_table
 
-    listing = client.jobs(recent=args.recent, states=args.state or ())
+    queued = None if args.all else args.queued
+    listing = client.jobs(recent=args.recent, states=args.state or (), queued=queued)
     if args.json:
         _print_json(listing)
         return 0
     print(jobs_table(listing.jobs) if listing.jobs else "no jobs")
     if listing.counts:
         print("\n" + ", ".join(f"{n} {state}" for state, n in sorted(listing.counts.items())))
+    shown = sum(1 for j in listing.jobs if j.state == "queued")
+    hidden = listing.counts.get("queued", 0) - shown
+    if hidden > 0 and not args.state:
+        print(f"({hidden} more queued jobs not shown: gpugate ls --all)")
     return 0
 
 
@@ -300,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--recent", type=int, help="finished jobs to show (default 50)")
     p.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    p.add_argument("--queued", type=int, default=200, help="queued jobs shown, next first (200)")
+    p.add_argument("--all", action="store_true", help="every queued job")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("show", help="one job: spec, history, GPUs, exit code, peaks")

@@ -101,10 +101,16 @@ class Client:
         fields.setdefault("cwd", os.getcwd())
         return self.submit([api.JobSubmission(command=command, **fields)])[0]
 
-    def jobs(self, recent: int | None = None, states: Sequence[str] = ()) -> api.JobList:
+    def jobs(
+        self, recent: int | None = None, states: Sequence[str] = (), queued: int | None = None
+    ) -> api.JobList:
+        """Active jobs (at most ``queued`` queued ones: the next to start) and the ``recent``
+        most recently ended (the daemon's default: 50)."""
         query: dict[str, Any] = {}
         if recent is not None:
             query["recent"] = recent
+        if queued is not None:
+            query["queued"] = queued
         if states:
             query["state"] = ",".join(states)
         return self._get(f"{_P}/jobs", api.JobList, query)

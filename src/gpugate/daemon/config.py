@@ -41,7 +41,7 @@ class DaemonConfig:
     gpus: str = "auto"
     monitor_interval_s: float = 1.0  # how often the GPU monitor is sampled
     util_window_s: float = 10.0  # utilization is averaged over this window
-    tick_fallback_s: float = 5.0  # the loop runs at least this often without events
+    tick_fallback_s: float = 10.0  # the loop runs at least this often without events
     cancel_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))

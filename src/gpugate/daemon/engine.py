@@ -53,6 +53,7 @@ class Engine:
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
         self.last_reply: SchedulingReply | None = None
+        self._time_deadline: float | None = None
         self.pass_seconds = 0.0
         self.passes = 0
 
@@ -122,13 +123,32 @@ class Engine:
         reply = schedule(self._request(now))
         self.last_reply, self.reasons = reply, dict(reply.waiting)
         acted = self._act(reply, now)
+        self._time_deadline = self._deadline_after(now)
         self.pass_seconds = time.perf_counter() - started
         self.passes += 1
         return bool(ended or acted)
 
     def next_deadline(self) -> float | None:
-        """When the tick must run again at the latest (a pending SIGKILL)."""
-        return min(self.kill_at.values(), default=None)
+        """When the tick must run again at the latest: a pending SIGKILL, the end of a
+        ramp-up window, or a waiting job reaching the backfill bound. Nothing else changes
+        with time alone, so the fallback timer can be slow."""
+        times = list(self.kill_at.values())
+        if self._time_deadline is not None:
+            times.append(self._time_deadline)
+        return min(times, default=None)
+
+    def _deadline_after(self, now: float) -> float | None:
+        policy = self.config.policy
+        times = [
+            j.started_at + policy.ramp_timeout_s
+            for j in self.active.values()
+            if j.state is JobState.STARTING and j.started_at is not None
+        ]
+        if policy.backfill and self.reasons:
+            oldest = min(self.active[i].submitted_at for i in self.reasons if i in self.active)
+            times.append(oldest + policy.max_head_wait_s)
+        future = [t for t in times if t > now]
+        return min(future, default=None)
 
     def _request(self, now: float) -> SchedulingRequest:
         return SchedulingRequest(
@@ -262,13 +282,14 @@ class Engine:
 
 
 def describe_exit(code: int) -> str:
-    if code >= 0:
-        return f"exited {code}"
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
-    return f"killed by {name}"
+    """``exited 3``; ``exited 137 (killed by SIGKILL)``: the shell reports a death by
+    signal N as 128+N (a job may also exit with such a code itself, hence both)."""
+    if code > 128:
+        try:
+            return f"exited {code} (killed by {signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return f"exited {code}"
 
 
 def _getsid(pid: int) -> int | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 from gpugate.api import schemas as api
+from gpugate.core.queue import in_queue_order
 from gpugate.daemon.engine import Engine
 from gpugate.model import GpuSnapshot, Job, Transition
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
+from gpugate.states import JobState
 
 
 def job_view(engine: Engine, job: Job) -> api.JobView:
@@ -55,12 +57,21 @@ def job_detail(engine: Engine, job: Job, history: list[Transition]) -> api.JobDe
     )
 
 
-def job_list(engine: Engine, recent_limit: int, states: set[str] | None) -> api.JobList:
-    active = sorted(engine.active.values(), key=lambda j: j.id)
+def job_list(
+    engine: Engine, recent_limit: int, states: set[str] | None, queued_limit: int | None = None
+) -> api.JobList:
+    """Active jobs (queued ones in queue order, at most ``queued_limit`` of them), then the
+    ``recent_limit`` most recently ended; ``states`` filters all of them."""
+    active = list(engine.active.values())
     counts = Counter(j.state.value for j in active)
+    queued = [j for j in active if j.state is JobState.QUEUED]
+    if queued_limit is not None and len(queued) > queued_limit:
+        policy = engine.config.policy
+        queued = in_queue_order(queued, engine.clock(), policy.aging_per_hour)[:queued_limit]
+    others = sorted((j for j in active if j.state is not JobState.QUEUED), key=lambda j: j.id)
     # the most recently ended, shown like the rest in id order
     recent = sorted(engine.store.recent(recent_limit), key=lambda j: j.id) if recent_limit else []
-    jobs = active + recent
+    jobs = others + sorted(queued, key=lambda j: j.id) + recent
     if states:
         jobs = [j for j in jobs if j.state.value in states]
     return api.JobList([job_view(engine, j) for j in jobs], dict(counts))

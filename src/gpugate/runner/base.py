@@ -21,7 +21,7 @@ class Launched:
 
 @dataclass(frozen=True, slots=True)
 class ExitRecord:
-    code: int  # as os.waitstatus_to_exitcode: negative means killed by signal -code
+    code: int  # the shell's status: 0-125 from exit(), 128+N when killed by signal N
     ended_at: float
 
 

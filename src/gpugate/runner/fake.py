@@ -36,7 +36,7 @@ class FakeRunner:
         if signum == signals.SIGKILL:
             self._alive.discard(job.id)  # the shim dies with its group: no exit record
         elif signum == signals.SIGTERM and job.id not in self.ignores_sigterm:
-            self.finish(job.id, -signals.SIGTERM, 0.0)
+            self.finish(job.id, 128 + signals.SIGTERM, 0.0)
         return True
 
     def exit_record(self, job: Job, job_dir: Path) -> ExitRecord | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -13,7 +13,8 @@ import psutil
 from gpugate.model import Job
 from gpugate.runner.base import ExitRecord, Launched, LaunchError
 
-SHIM_PATH = Path(__file__).with_name("shim.py")
+SHIM_PATH = Path(__file__).with_name("shim.sh")
+SHELL = "/bin/sh"
 EXIT_FILE = "exit"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
@@ -23,8 +24,7 @@ START_TIME_TOLERANCE_S = 1.0
 class LocalRunner:
     """Launches jobs as real processes on this machine."""
 
-    def __init__(self, python: str = sys.executable) -> None:
-        self.python = python
+    def __init__(self) -> None:
         self._children: set[int] = set()
 
     def launch(self, job: Job, env: dict[str, str], job_dir: Path) -> Launched:
@@ -32,7 +32,7 @@ class LocalRunner:
         (job_dir / EXIT_FILE).unlink(missing_ok=True)
         if not os.path.isdir(job.spec.cwd):
             raise LaunchError(f"working directory {job.spec.cwd} does not exist")
-        argv = [self.python, "-I", "-S", str(SHIM_PATH), str(job_dir / EXIT_FILE), job.spec.command]
+        argv = [SHELL, str(SHIM_PATH), str(job_dir / EXIT_FILE), job.spec.command]
         with open(job_dir / STDOUT_FILE, "ab") as out, open(job_dir / STDERR_FILE, "ab") as err:
             try:
                 proc = subprocess.Popen(
@@ -78,18 +78,43 @@ class LocalRunner:
 
 
 def read_exit_file(path: Path) -> ExitRecord | None:
+    """The shim's record: the job's shell status (128+N: killed by signal N); the file's
+    mtime is when the job ended. None while absent or still being written."""
     try:
-        code, ended_at = path.read_text().split()[:2]
-        return ExitRecord(int(code), float(ended_at))
-    except (OSError, ValueError):
+        text = path.read_text()
+        ended_at = path.stat().st_mtime
+        return ExitRecord(int(text.split()[0]), ended_at)
+    except (OSError, ValueError, IndexError):
         return None
 
 
 def process_start_time(pid: int) -> float | None:
+    """When the process started (epoch seconds), or None if it is gone.
+
+    On Linux straight from /proc (tens of microseconds: it is on every launch's path);
+    elsewhere through psutil. Both give the same value, so either can check the other.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # the command name may hold spaces and parentheses: fields start after the last ')'
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return _boot_time() + int(fields[19]) / _CLOCK_TICKS
+    except FileNotFoundError:
+        return None
+    except (OSError, IndexError, ValueError):
+        pass
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@functools.cache
+def _boot_time() -> float:
+    return float(psutil.boot_time())
 
 
 def _is_zombie(pid: int) -> bool:
