@@ -185,3 +185,22 @@ def test_a_writer_killed_mid_transaction_loses_only_its_uncommitted_batch(
     with raw(db_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0
+
+
+def test_an_environment_shared_by_many_jobs_is_stored_once(db_path: Path) -> None:
+    """A sweep's jobs share their submitter's environment: one row in envs, not one each;
+    a different environment gets its own row, and every job reads its own back."""
+    shared = {"PATH": "/usr/bin", "HOME": "/home/ada"}
+    jobs = [
+        dataclasses.replace(a_job(), spec=JobSpec(f"run {i}", "/", env=shared)) for i in range(50)
+    ]
+    other = dataclasses.replace(a_job(), spec=JobSpec("other", "/", env={"PATH": "/bin"}))
+    store = SqliteStore(db_path)
+    stored = store.add_jobs([*jobs, other])
+    store.close()
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM envs").fetchone()[0] == 2
+    reopened = SqliteStore(db_path)
+    assert reopened.get(stored[0].id).spec.env == shared
+    assert reopened.get(stored[-1].id).spec.env == {"PATH": "/bin"}
+    reopened.close()

@@ -93,7 +93,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
 
     async def submit(request: Request) -> Response:
         body = msgspec.json.decode(await request.body(), type=api.SubmitRequest)
-        jobs = service.submit(body.jobs, peer_uid(request))
+        jobs = service.submit(body.jobs, peer_uid(request), body.env)
         return json_response(api.JobList([views.job_view(engine, j) for j in jobs], {}), 201)
 
     async def list_jobs(request: Request) -> Response:

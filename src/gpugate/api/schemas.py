@@ -27,7 +27,7 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     command: Command
     cwd: str
-    env: dict[str, str] = {}
+    env: dict[str, str] | None = None  # None: the request's env
     priority: Priority = 0
     gpus: GpuCount = 1
     mem_bytes: Bytes | None = None
@@ -40,6 +40,7 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True):
     jobs: Annotated[list[JobSubmission], Meta(min_length=1, max_length=1_000_000)]
+    env: dict[str, str] = {}  # the environment of every job that gives none: sent once
 
 
 class PriorityRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -82,10 +82,8 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     from gpugate.api.schemas import JobSubmission
 
     commands = _commands(args)
-    env = dict(os.environ)
     common: dict[str, Any] = dict(
         cwd=os.getcwd(),
-        env=env,
         priority=args.priority,
         gpus=args.gpus,
         mem_bytes=args.mem,
@@ -95,7 +93,8 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
         name=args.name or "",
         hold=args.hold,
     )
-    jobs = client.submit([JobSubmission(command=c, **common) for c in commands])
+    # the submitter's environment travels once for the whole batch
+    jobs = client.submit([JobSubmission(command=c, **common) for c in commands], dict(os.environ))
     if args.json:
         _print_json(jobs)
     elif len(jobs) == 1:

@@ -93,13 +93,23 @@ class Client:
         )
 
     # ---------------------------------------------------------------------- jobs
-    def submit(self, jobs: Sequence[api.JobSubmission]) -> list[api.JobView]:
-        """Queue jobs all together or none; returns them with their ids."""
-        return self._post(f"{_P}/jobs", api.JobList, api.SubmitRequest(list(jobs))).jobs
+    def submit(
+        self, jobs: Sequence[api.JobSubmission], env: dict[str, str] | None = None
+    ) -> list[api.JobView]:
+        """Queue jobs all together or none; returns them with their ids.
+
+        ``env``: the environment of every job whose own ``env`` is None (sent once).
+        """
+        request = api.SubmitRequest(list(jobs), env or {})
+        return self._post(f"{_P}/jobs", api.JobList, request).jobs
 
     def submit_command(self, command: str, **fields: Any) -> api.JobView:
+        """Queue one shell command; ``fields`` are JobSubmission's. Like the CLI, the job
+        runs in this process's working directory and environment unless told otherwise."""
         fields.setdefault("cwd", os.getcwd())
-        return self.submit([api.JobSubmission(command=command, **fields)])[0]
+        env = fields.pop("env", None)
+        job = api.JobSubmission(command=command, **fields)
+        return self.submit([job], dict(os.environ) if env is None else env)[0]
 
     def jobs(
         self, recent: int | None = None, states: Sequence[str] = (), queued: int | None = None

@@ -32,12 +32,25 @@ class Service:
         self.wake = wake
 
     # --------------------------------------------------------------------- submit
-    def submit(self, submissions: Sequence[JobSubmission], owner_uid: int) -> list[Job]:
-        """Queue jobs all together or none: a bad one refuses the whole batch."""
+    def submit(
+        self,
+        submissions: Sequence[JobSubmission],
+        owner_uid: int,
+        env: dict[str, str] | None = None,
+    ) -> list[Job]:
+        """Queue jobs all together or none: a bad one refuses the whole batch.
+
+        ``env`` is the environment of the jobs that give none; they share the one object
+        (in memory and, once, in the database).
+        """
         now = self.engine.clock()
         self._check_dependencies(submissions)
         history: dict[str, Expectation | None] = {}
-        jobs = [self._new_job(i, sub, owner_uid, now, history) for i, sub in enumerate(submissions)]
+        shared = env or {}
+        jobs = [
+            self._new_job(i, sub, owner_uid, now, history, shared)
+            for i, sub in enumerate(submissions)
+        ]
         stored = self.engine.store.add_jobs(jobs)
         self.engine.active.update((j.id, j) for j in stored)
         self.wake()
@@ -50,11 +63,12 @@ class Service:
         owner: int,
         now: float,
         history: dict[str, Expectation | None],
+        shared_env: dict[str, str],
     ) -> Job:
         spec = JobSpec(
             command=sub.command,
             cwd=sub.cwd,
-            env=dict(sub.env),
+            env=shared_env if sub.env is None else sub.env,
             gpus=sub.gpus,
             mem_bytes=sub.mem_bytes,
             util_pct=sub.util_pct,

@@ -42,13 +42,19 @@ def _sql(*statements: str) -> Migration:
 
 
 _V1_CREATE_TABLES = _sql(
+    # Environments stored once each: a sweep of 100k jobs shares its submitter's (~6 kB)
+    # environment, which inline would be most of the database.
+    """CREATE TABLE envs (
+        env_id INTEGER PRIMARY KEY,
+        json TEXT NOT NULL UNIQUE
+    )""",
     # AUTOINCREMENT: ids are never reused, even after the highest job is deleted, so a job
     # id printed to a user yesterday cannot name another job today.
     """CREATE TABLE jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         command TEXT NOT NULL,
         cwd TEXT NOT NULL,
-        env_json TEXT NOT NULL,
+        env_id INTEGER NOT NULL REFERENCES envs (env_id),
         gpus INTEGER NOT NULL,
         mem_bytes INTEGER,
         util_pct REAL,

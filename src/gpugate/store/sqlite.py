@@ -10,12 +10,14 @@ too slow for a tick that saves every few seconds, for little gain on one machine
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, Transition
@@ -36,7 +38,7 @@ _IDS_PER_QUERY = 500  # ids bound in one IN (...): under SQLite's bound-paramete
 # _SELECT_JOBS: "id", then the spec's, then the job's own, then fields stored as they are.
 # fmt: off
 _SPEC_COLUMNS = (
-    "command", "cwd", "env_json", "gpus", "mem_bytes", "util_pct", "exclusive_gpu", "after_json",
+    "command", "cwd", "env_id", "gpus", "mem_bytes", "util_pct", "exclusive_gpu", "after_json",
     "name", "owner_uid",
 )
 _OWN_COLUMNS = (
@@ -52,7 +54,11 @@ _JOB_COLUMNS = ("id", *_SPEC_COLUMNS, *_OWN_COLUMNS, *_PLAIN_JOB_FIELDS)
 _SPEC = slice(1, 1 + len(_SPEC_COLUMNS))
 _OWN = slice(_SPEC.stop, _SPEC.stop + len(_OWN_COLUMNS))
 _PLAIN = slice(_OWN.stop, None)
-_SELECT_JOBS = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
+# reads get the environment's JSON where writes put its env_id
+_SELECT_COLUMNS = tuple("envs.json" if c == "env_id" else c for c in _JOB_COLUMNS)
+_SELECT_JOBS = f"SELECT {', '.join(_SELECT_COLUMNS)} FROM jobs JOIN envs USING (env_id)"
+_INSERT_ENV = "INSERT OR IGNORE INTO envs (json) VALUES (?)"
+_SELECT_ENV = "SELECT env_id FROM envs WHERE json = ?"
 _INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({_placeholders(len(_JOB_COLUMNS))})"
 )
@@ -84,29 +90,33 @@ _SELECT_LAST_SUCCESS = f"{_SELECT_JOBS} WHERE command = ? AND state = ? {_NEWEST
 
 
 def _env_json(env: Mapping[str, str]) -> str:
-    return json.dumps(dict(env)) if env else "{}"  # most jobs have no env: skip the encoder
+    # sorted: the same environment is the same text, hence one row in envs
+    return json.dumps(dict(env), sort_keys=True, separators=(",", ":")) if env else "{}"
 
 
 def _array_json(values: tuple[Any, ...]) -> str:
     return json.dumps(values) if values else "[]"
 
 
-def _env_from_json(text: str) -> dict[str, str]:
+@functools.lru_cache(maxsize=256)
+def _env_from_json(text: str) -> Mapping[str, str]:
+    """One read-only mapping per distinct environment, shared by every job that has it
+    (100k jobs of a sweep hold one copy, not 100k)."""
     # raw_decode: the text is our own compact JSON, no need for loads' whitespace checks.
     env: dict[str, str] = _DECODER.raw_decode(text)[0] if text != "{}" else {}
-    return env
+    return MappingProxyType(env)
 
 
 def _tuple_from_json(text: str) -> tuple[Any, ...]:
     return tuple(_DECODER.raw_decode(text)[0]) if text != "[]" else ()
 
 
-def _spec_row(spec: JobSpec) -> tuple[Any, ...]:
-    """The spec's columns in _JOB_COLUMNS order; env and after as JSON (no SQL type fits)."""
+def _spec_row(spec: JobSpec, env_id: int) -> tuple[Any, ...]:
+    """The spec's columns in _JOB_COLUMNS order; after as JSON (no SQL type fits)."""
     return (
         spec.command,
         spec.cwd,
-        _env_json(spec.env),
+        env_id,
         spec.gpus,
         spec.mem_bytes,
         spec.util_pct,
@@ -117,7 +127,7 @@ def _spec_row(spec: JobSpec) -> tuple[Any, ...]:
     )
 
 
-def _job_row(job: Job) -> tuple[Any, ...]:
+def _job_row(job: Job, env_id: int) -> tuple[Any, ...]:
     """Every column of the job's row, in _JOB_COLUMNS order.
 
     Positional rather than named parameters: binding by name costs a third more on 100k rows.
@@ -125,7 +135,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
     expected = job.expected
     return (
         job.id,
-        *_spec_row(job.spec),
+        *_spec_row(job.spec, env_id),
         # _OWN_COLUMNS:
         job.state.value,
         job.priority,
@@ -223,15 +233,17 @@ class SqliteStore:
             # Ids are chosen here, under the write lock, so both tables get them in one pass.
             first_id: int = conn.execute(_NEXT_ID).fetchone()[0]
             stored = [dataclasses.replace(j, id=first_id + i) for i, j in enumerate(jobs)]
-            conn.executemany(_INSERT_JOB, map(_job_row, stored))
+            env_ids = _EnvIds(conn)
+            conn.executemany(_INSERT_JOB, (_job_row(j, env_ids.of(j.spec.env)) for j in stored))
             creations = ((j.id, None, j.state.value, j.submitted_at, j.reason) for j in stored)
             conn.executemany(_APPEND_TRANSITION, creations)
         return stored
 
     def save(self, changes: Iterable[tuple[Job, Transition | None]]) -> None:
         with self._transaction() as conn:
+            env_ids = _EnvIds(conn)
             for job, transition in changes:
-                _save_one(conn, job, transition)
+                _save_one(conn, job, transition, env_ids.of(job.spec.env))
 
     def get(self, job_id: int) -> Job:
         found = self.get_many([job_id])
@@ -287,10 +299,38 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-def _save_one(conn: sqlite3.Connection, job: Job, transition: Transition | None) -> None:
+class _EnvIds:
+    """The env_id of each environment written in one transaction, inserting new ones.
+
+    Memoized by object identity too: the jobs of one batch share one env object, and
+    encoding a 6 kB environment 100k times would cost seconds.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.by_text: dict[str, int] = {}
+        self.by_object: dict[int, tuple[Mapping[str, str], int]] = {}
+
+    def of(self, env: Mapping[str, str]) -> int:
+        known = self.by_object.get(id(env))
+        if known is not None and known[0] is env:
+            return known[1]
+        text = _env_json(env)
+        env_id = self.by_text.get(text)
+        if env_id is None:
+            self.conn.execute(_INSERT_ENV, (text,))
+            env_id = int(self.conn.execute(_SELECT_ENV, (text,)).fetchone()[0])
+            self.by_text[text] = env_id
+        self.by_object[id(env)] = (env, env_id)  # holds env: its id cannot be reused meanwhile
+        return env_id
+
+
+def _save_one(
+    conn: sqlite3.Connection, job: Job, transition: Transition | None, env_id: int
+) -> None:
     """Replace the job's row and append its transition; an error rolls the batch back."""
     _check_owner(job, transition)
-    job_id, *columns = _job_row(job)
+    job_id, *columns = _job_row(job, env_id)
     if conn.execute(_UPDATE_JOB, (*columns, job_id)).rowcount == 0:
         raise UnknownJob(job.id)
     if transition is not None:
