@@ -1,14 +1,12 @@
 """The Python client: the only way the CLI (and scripts) talk to the daemon.
 
-Standard library HTTP over the Unix socket plus msgspec, so ``import gpugate.client`` stays
+A minimal HTTP exchange over the Unix socket plus msgspec, so ``import gpugate.client`` stays
 cheap for a CLI that must start in well under 150 ms.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -16,13 +14,11 @@ from urllib.parse import urlencode
 import msgspec
 
 from gpugate.api import schemas as api
+from gpugate.client import http
+from gpugate.client.http import DaemonNotRunning
 
 T = TypeVar("T")
 _P = api.API_PREFIX
-
-
-class DaemonNotRunning(ConnectionError):
-    """No daemon answers on the socket."""
 
 
 class ApiError(RuntimeError):
@@ -32,25 +28,6 @@ class ApiError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            sock.close()
-            raise DaemonNotRunning(
-                f"no gpugate daemon is running on {self.socket_path} ({exc.strerror}).\n"
-                "Start one with:  gpugate serve   (or `gpugate serve --detach`)"
-            ) from None
-        self.sock = sock
 
 
 def default_socket() -> str:
@@ -70,16 +47,11 @@ class Client:
     def _call(
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
     ) -> bytes:
-        conn = _UnixConnection(self.socket_path, self.timeout_s)
-        try:
-            url = path + (f"?{urlencode(query)}" if query else "")
-            payload = msgspec.json.encode(body) if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            conn.request(method, url, body=payload, headers=headers)
-            response = conn.getresponse()
+        url = path + (f"?{urlencode(query)}" if query else "")
+        payload = msgspec.json.encode(body) if body is not None else None
+        with http.connect(self.socket_path, self.timeout_s) as sock:
+            response = http.send(sock, method, url, payload)
             data = response.read()
-        finally:
-            conn.close()
         if response.status >= 400:
             raise ApiError(response.status, _error_text(data, response.status))
         return data
@@ -164,17 +136,12 @@ class Client:
 
     def follow_logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> Iterator[bytes]:
         """Yield the log as it is written, until the job has ended and all is read."""
-        conn = _UnixConnection(self.socket_path, timeout=None)  # type: ignore[arg-type]
-        try:
-            query = urlencode({"stream": stream, "offset": offset, "follow": 1})
-            conn.request("GET", f"{_P}/jobs/{job_id}/logs?{query}")
-            response = conn.getresponse()
+        query = urlencode({"stream": stream, "offset": offset, "follow": 1})
+        with http.connect(self.socket_path, None) as sock:
+            response = http.send(sock, "GET", f"{_P}/jobs/{job_id}/logs?{query}", None)
             if response.status >= 400:
                 raise ApiError(response.status, _error_text(response.read(), response.status))
-            while chunk := response.read1(65536):
-                yield chunk
-        finally:
-            conn.close()
+            yield from response.chunks()
 
     # ---------------------------------------------------------------------- rest
     def gpus(self) -> api.GpuList:
