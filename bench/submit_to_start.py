@@ -10,7 +10,7 @@ free again (that wait is not timed). Variants, N jobs each:
 * gpugate, CLI ``gpugate submit -- CMD`` (includes the CLI's cold start);
 * gpugate, Python client, ``gpus=0`` (CPU-only job);
 * tsp, ``tsp sh -c CMD`` (its CLI, a C program);
-* for reference, gpugate's per-job shim (``python -I -S shim.py EXIT CMD``) spawned
+* for reference, gpugate's per-job shim (``/bin/sh shim.sh EXIT CMD``) spawned
   directly, without a daemon: the floor of gpugate's start path.
 
 The daemon runs with its defaults (monitor_interval_s = 1.0, tick_fallback_s = 5.0) on
@@ -133,13 +133,13 @@ def main() -> int:
     daemon.close()
 
     # the floor of gpugate's start path: its per-job shim spawned directly, no daemon
-    from gpugate.runner.local import SHIM_PATH
+    from gpugate.runner.local import SHELL, SHIM_PATH
 
     shim_dir = Path(tempfile.mkdtemp(prefix="bench-shim-"))
     try:
 
         def via_shim(cmd: str, i: int) -> subprocess.Popen[bytes]:
-            argv = [sys.executable, "-I", "-S", str(SHIM_PATH), str(shim_dir / f"exit-{i}"), cmd]
+            argv = [SHELL, str(SHIM_PATH), str(shim_dir / f"exit-{i}"), cmd]
             return subprocess.Popen(argv, cwd=shim_dir, env=env, start_new_session=True)
 
         def shim_wait(proc: object) -> None:

@@ -212,7 +212,7 @@ def main() -> int:
         "\nnotes: 'total' = from just before the first submit call to the last job's end;\n"
         "  'run' = gpugate: from the submit call's return; tsp gated: from opening the gate;\n"
         "  'server CPU' = CPU time of the gpugate daemon (its own, not the jobs') or of the "
-        "tsp server process, per job;\n  gpugate runs `sh -c true` under a Python shim per job; "
+        "tsp server process, per job;\n  gpugate runs `sh -c true` under a POSIX sh shim per job; "
         "tsp execs `true` directly from its forked client;\n"
         f"  tsp's gated drain is capped at {TSP_MAX_WAITING} jobs: its server refuses more than "
         "~990 waiting jobs (one connected client process each)."
