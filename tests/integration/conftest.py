@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 FAST_CONFIG = """
 monitor_interval_s = 0.1
 util_window_s = 0.3
-tick_fallback_s = 0.5
+tick_fallback_s = {tick_fallback_s}
 cancel_grace_s = 2.0
 [scheduler]
 ramp_timeout_s = {ramp_timeout_s}
@@ -123,12 +123,19 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
     daemons: list[RunningDaemon] = []
 
     def make(
-        gpus: str = "sim:1x24GiB", ramp_timeout_s: float = 60, max_cpu_jobs: int = 4
+        gpus: str = "sim:1x24GiB",
+        ramp_timeout_s: float = 60,
+        max_cpu_jobs: int = 4,
+        tick_fallback_s: float = 60.0,  # long: the tests must pass on events alone
     ) -> RunningDaemon:
         home = tmp_path / f"d{len(daemons)}"
         home.mkdir()
         (home / "config.toml").write_text(
-            FAST_CONFIG.format(ramp_timeout_s=ramp_timeout_s, max_cpu_jobs=max_cpu_jobs)
+            FAST_CONFIG.format(
+                ramp_timeout_s=ramp_timeout_s,
+                max_cpu_jobs=max_cpu_jobs,
+                tick_fallback_s=tick_fallback_s,
+            )
         )
         daemon = RunningDaemon(home, gpus)
         daemon.start()

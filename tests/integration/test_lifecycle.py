@@ -110,10 +110,23 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(daemon: RunningDaemon) 
     assert daemon.client.jobs().jobs == before
 
 
-def test_a_failed_launch_fails_the_job_with_the_reason(daemon: RunningDaemon) -> None:
-    job = daemon.submit("true", gpus=0, cwd="/nonexistent/dir")
+def test_a_working_directory_gone_by_launch_time_fails_the_job_with_the_reason(
+    daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    job = daemon.submit("true", gpus=0, cwd=str(workdir), hold=True)
+    workdir.rmdir()
+    daemon.client.release(job)
     failed = daemon.wait_state(job, "failed")
-    assert failed.reason == "could not start: working directory /nonexistent/dir does not exist"
+    assert failed.reason == f"could not start: working directory {workdir} does not exist"
+    # a directory that is already missing at submit is refused there, with nothing stored
+    bad = _raw_post(
+        daemon,
+        "/v1/jobs",
+        json.dumps({"jobs": [{"command": "true", "cwd": str(workdir)}]}).encode(),
+    )
+    assert bad[0] == 400 and "does not exist" in bad[1]["error"]
 
 
 def _raw_post(daemon: RunningDaemon, path: str, body: bytes) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -195,3 +208,65 @@ def test_serve_refuses_a_second_daemon_on_the_same_socket(daemon: RunningDaemon)
     assert daemon.client.health().backend == "sim"
     assert daemon.proc is not None
     assert (daemon.home / "gpugate.pid").read_text().strip() == str(daemon.proc.pid)
+
+
+def test_a_cancel_interrupted_by_a_daemon_crash_still_ends_in_sigkill(
+    daemon: RunningDaemon,
+) -> None:
+    job = daemon.submit("trap '' TERM; echo ready; while true; do sleep 0.1; done", gpus=0)
+    wait_for(lambda: daemon.client.logs(job) == b"ready\n")
+    daemon.client.cancel(job)
+    daemon.stop(signal.SIGKILL)  # before the grace period (2 s) ends
+    daemon.start()
+    done = daemon.wait_state(job, "cancelled", timeout_s=20)
+    assert done.reason.startswith("cancelled by user")
+
+
+def test_a_malformed_simulated_usage_file_does_not_stop_the_daemon(daemon: RunningDaemon) -> None:
+    (daemon.home / "sim" / "proc-bad.json").write_text('{"pid": "abc", "gpus": 3}')
+    (daemon.home / "sim" / "proc-worse.json").write_text("not json at all")
+    job = daemon.submit("gpugate sim use --mem 1GiB", mem_bytes=1 * GiB)
+    daemon.wait_state(job, "succeeded")
+    assert daemon.client.health().backend == "sim"
+
+
+def test_malformed_queries_get_4xx_never_500(daemon: RunningDaemon) -> None:
+    for path in (
+        "/v1/jobs/99999999999999999999999",
+        "/v1/jobs/1/wait?timeout=abc",
+        "/v1/jobs/1/wait?timeout=nan",
+        "/v1/jobs/1/logs?offset=99999999999999999999999",
+        "/v1/jobs?state=bogus",
+        "/v1/jobs?recent=-3",
+    ):
+        status, body = _raw_get(daemon, path)
+        assert 400 <= status < 500, (path, status, body)
+        assert body["error"]
+    status, body = _raw_post(
+        daemon, "/v1/sim/load", json.dumps({"gpu": "7", "mem_bytes": 1}).encode()
+    )
+    assert status == 400 and "no simulated GPU '7'" in body["error"]
+
+
+def _raw_get(daemon: RunningDaemon, path: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(str(daemon.home / "gpugate.sock"))
+    conn.request("GET", path)
+    response = conn.getresponse()
+    data = json.loads(response.read())
+    conn.close()
+    return response.status, data
+
+
+def test_following_the_logs_of_an_unknown_job_is_a_clear_error(daemon: RunningDaemon) -> None:
+    result = daemon.cli("logs", "-f", "4242")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "gpugate: error: no job with id 4242"
+
+
+def test_state_files_are_readable_by_their_owner_only(daemon: RunningDaemon) -> None:
+    daemon.submit("true", gpus=0)
+    for name in ("gpugate.db", "gpugate.sock", "gpugate.pid", "jobs"):
+        mode = (daemon.home / name).stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{name} is {oct(mode)}"

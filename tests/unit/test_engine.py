@@ -193,3 +193,29 @@ def test_illegal_user_actions_are_refused_with_409(rig) -> None:  # type: ignore
     with pytest.raises(ServiceError) as unknown:
         service.cancel(77)
     assert unknown.value.status == 404
+
+
+def test_a_shim_exiting_between_the_two_checks_keeps_its_exit_code(rig) -> None:  # type: ignore[no-untyped-def]
+    """The shim writes its record, then exits. Looking at the record first and liveness
+    second could see neither (no record yet, then dead) and call the job lost."""
+    engine, service, runner, _, clock = rig
+    job = submit(service, gpus=0)
+    engine.tick()
+
+    def exits_while_checked(checked: object) -> bool:
+        runner.finish(job, 7, clock.now)  # the shim records, then dies, right now
+        return False
+
+    runner.is_alive = exits_while_checked  # type: ignore[method-assign]
+    engine.check_all_exits = True
+    engine.tick()
+    done = engine.store.get(job)
+    assert (done.state, done.exit_code) == (JobState.FAILED, 7)
+
+
+def test_submit_refuses_a_working_directory_that_does_not_exist(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, _, _, _ = rig
+    for cwd in ("/no/such/dir", "relative/dir"):
+        with pytest.raises(ServiceError, match="does not exist"):
+            submit(service, cwd=cwd, gpus=0)
+    assert engine.store.active() == []

@@ -7,6 +7,7 @@ request that was refused.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,8 +26,10 @@ from gpugate.daemon import views
 from gpugate.daemon.service import Service, ServiceError
 from gpugate.gpu.sim import SIM_DIR_ENV, clear_load, inject_load
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
+from gpugate.states import JobState
 
 LOG_CHUNK_BYTES = 64 * 1024
+MAX_ID = 2**63 - 1  # SQLite's largest integer: beyond it is not an id, not a crash
 LOG_POLL_S = 0.2
 
 
@@ -73,8 +76,10 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         return int(request.scope.get("gpugate.uid", os.getuid()))
 
     def job_id(request: Request) -> int:
-        raw = request.path_params["job_id"]
-        return int(raw)
+        value = int(request.path_params["job_id"])
+        if not 1 <= value <= MAX_ID:
+            raise ServiceError(f"no job with id {value}", status=404)
+        return value
 
     async def health(request: Request) -> Response:
         snap = engine.snapshot
@@ -100,6 +105,9 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         limit = _int_param(request, "recent", engine.config.recent_limit)
         queued = _int_param(request, "queued", -1)
         states = {s for s in request.query_params.get("state", "").split(",") if s}
+        if unknown := states - {state.value for state in JobState}:
+            known = ", ".join(state.value for state in JobState)
+            raise ServiceError(f"unknown state(s) {', '.join(sorted(unknown))} (known: {known})")
         listing = views.job_list(engine, limit, states or None, None if queued < 0 else queued)
         return json_response(listing)
 
@@ -121,7 +129,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
 
     async def wait(request: Request) -> Response:
         ident = job_id(request)
-        timeout = float(request.query_params.get("timeout", "30"))
+        timeout = _float_param(request, "timeout", 30.0)
         deadline = asyncio.get_running_loop().time() + min(max(timeout, 0.0), 300.0)
         while (job := service.job(ident)).is_active:
             left = deadline - asyncio.get_running_loop().time()
@@ -156,6 +164,9 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         channel = engine.monitor.job_env({}).get(SIM_DIR_ENV)
         if channel is None:
             raise ServiceError("the daemon is not running simulated GPUs", 409)
+        gpus = engine.snapshot.gpus
+        if not body.clear and body.gpu not in {g.uuid for g in gpus} | {str(g.index) for g in gpus}:
+            raise ServiceError(f"no simulated GPU {body.gpu!r} (indices 0-{len(gpus) - 1})")
         if body.clear:
             clear_load(Path(channel), body.name)
         else:
@@ -163,6 +174,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
                 Path(channel), body.name or "external", body.gpu, body.mem_bytes, body.util_pct
             )
         engine.observe(engine.monitor.snapshot())  # show the change in the answer
+        service.wake()  # and let the scheduler act on it now
         return json_response(views.gpu_list(engine))
 
     async def openapi(request: Request) -> Response:
@@ -195,16 +207,30 @@ def _int_param(request: Request, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ServiceError(f"query parameter {name} must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise ServiceError(f"query parameter {name} must be >= 0")
+    if not 0 <= value <= MAX_ID:
+        raise ServiceError(f"query parameter {name} must be between 0 and {MAX_ID}")
     return value
 
 
-def _read_from(path: Path, offset: int) -> bytes:
+def _float_param(request: Request, name: str, default: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ServiceError(f"query parameter {name} must be a number of seconds >= 0, not {raw!r}")
+    return value
+
+
+def _read_from(path: Path, offset: int, limit: int = -1) -> bytes:
+    """Up to ``limit`` bytes (all if -1) of the file from ``offset``."""
     try:
         with open(path, "rb") as log:
             log.seek(offset)
-            return log.read()
+            return log.read(limit)
     except FileNotFoundError:
         return b""
 
@@ -215,7 +241,7 @@ async def _follow_file(
     """Yield the log from ``offset`` as it grows, until the job ended and all is sent."""
     while True:
         alive = running()  # read before the file: data written before the end is not missed
-        chunk = _read_from(path, offset)[:LOG_CHUNK_BYTES]
+        chunk = _read_from(path, offset, LOG_CHUNK_BYTES)
         if chunk:
             offset += len(chunk)
             yield chunk

@@ -7,26 +7,35 @@ import threading
 import time
 from collections.abc import Sequence
 
-from gpugate.client import Client
+from gpugate.client import ApiError, Client
 
 EXIT_TIMEOUT = 124
 
 
 def follow(client: Client, job_id: int, streams: Sequence[str]) -> int:
-    """Stream stdout and stderr side by side until the job ends; exit with its code."""
+    """Stream stdout and stderr side by side until the job ends; 0 once all was shown,
+    1 (with the reason on stderr) if the daemon refused or went away."""
+    errors: list[str] = []
 
     def pump(stream: str) -> None:
         target = sys.stdout if stream == "stdout" else sys.stderr
-        for chunk in client.follow_logs(job_id, stream):
-            target.buffer.write(chunk)
-            target.flush()
+        try:
+            for chunk in client.follow_logs(job_id, stream):
+                target.buffer.write(chunk)
+                target.flush()
+        except ApiError as exc:
+            errors.append(exc.message)
+        except OSError as exc:
+            errors.append(f"lost the daemon while following: {exc}")
 
     threads = [threading.Thread(target=pump, args=(s,), daemon=True) for s in streams]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return 0
+    for message in dict.fromkeys(errors):
+        print(f"gpugate: error: {message}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def job_exit_status(state: str, exit_code: int | None) -> int:

@@ -31,6 +31,7 @@ from gpugate.daemon.service import Service
 from gpugate.gpu.base import GpuMonitor
 from gpugate.model import Job
 from gpugate.runner.base import Runner
+from gpugate.states import JobState
 from gpugate.store.base import Store
 
 log = logging.getLogger("gpugate")
@@ -87,6 +88,7 @@ class Daemon:
         # the stored jobs live as long as the daemon: keep the collector from rescanning
         # them (with 100k queued jobs, that scan was half of every `ls`)
         gc.freeze()
+        self.wake()  # a first pass at once: exits and load changes while we were down
         self.engine.on_launch = self._watch
         for job in self.engine.active.values():
             self._watch(job)
@@ -161,12 +163,26 @@ class Daemon:
 
     async def _monitor_loop(self) -> None:
         while not self._stopping.is_set():
-            snap = await asyncio.to_thread(self.engine.monitor.snapshot)
-            before = self.engine.gpu_views()
-            self.engine.observe(snap)
-            if _load_dropped(before, self.engine.gpu_views()):
-                self.wake()
+            try:
+                snap = await asyncio.to_thread(self.engine.monitor.snapshot)
+            except Exception as exc:  # a flaky driver or tool must not stop the daemon
+                log.warning("GPU monitor failed (keeping the last snapshot): %s", exc)
+            else:
+                before = self.engine.gpu_views()
+                ramping_before = self._starting_usage()
+                self.engine.observe(snap)
+                if _load_dropped(before, self.engine.gpu_views()) or (
+                    self._starting_usage() != ramping_before
+                ):
+                    self.wake()
             await asyncio.sleep(self.config.monitor_interval_s)
+
+    def _starting_usage(self) -> dict[int, object]:
+        """What starting jobs are seen using: when it moves, one may have ramped up."""
+        engine = self.engine
+        return {
+            i: engine.usage.get(i) for i, j in engine.active.items() if j.state is JobState.STARTING
+        }
 
     # ---------------------------------------------------------------- exit events
     def _watch(self, job: Job) -> None:
@@ -176,8 +192,9 @@ class Daemon:
             return
         try:
             fd = os.pidfd_open(job.pid)
-        except OSError:
+        except OSError:  # already gone: let the next pass reap it now
             self.engine.check_all_exits = True
+            self.wake()
             return
         self._pidfds[job.id] = fd
         asyncio.get_running_loop().add_reader(fd, self._on_exit, job.id)

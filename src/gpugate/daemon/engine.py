@@ -20,7 +20,7 @@ from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.paths import StatePaths
 from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
-from gpugate.model import Job, JobUsage, MachineSnapshot, Transition
+from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, Transition
 from gpugate.runner.base import ExitRecord, LaunchError, Runner
 from gpugate.states import JobState
 from gpugate.store.base import Store
@@ -103,10 +103,19 @@ class Engine:
                 self.active[job_id] = replace(job, peak_mem_bytes=peak_mem, peak_util_pct=peak_util)
 
     def gpu_views(self) -> list[GpuView]:
+        """GPUs as admission sees them: utilization is the window's mean, or the latest
+        sample when that is higher (a job that just reached its level has not moved the
+        mean yet, and must not leave room it already uses)."""
         return [
-            GpuView(g.uuid, g.index, g.mem_total_bytes, g.mem_used_bytes, self._smoothed(g.uuid))
+            GpuView(g.uuid, g.index, g.mem_total_bytes, g.mem_used_bytes, self._admission_util(g))
             for g in self.snapshot.gpus
         ]
+
+    def _admission_util(self, gpu: GpuSnapshot) -> float | None:
+        mean = self._smoothed(gpu.uuid)
+        if mean is None or gpu.util_pct is None:
+            return mean
+        return max(mean, gpu.util_pct)
 
     def _smoothed(self, uuid: str) -> float | None:
         window = self.windows.get(uuid)
@@ -127,6 +136,10 @@ class Engine:
         self.pass_seconds = time.perf_counter() - started
         self.passes += 1
         return bool(ended or acted)
+
+    def arm_kill(self, job: Job, now: float) -> None:
+        """SIGKILL the job's group after the grace period unless it has ended by then."""
+        self.kill_at.setdefault(job.id, now + self.config.cancel_grace_s)
 
     def next_deadline(self) -> float | None:
         """When the tick must run again at the latest: a pending SIGKILL, the end of a
@@ -174,10 +187,13 @@ class Engine:
         self.check_all_exits = False
         changes: list[Change] = []
         for job in holders:
+            # alive first: a shim writes its record before it exits, so one found dead
+            # has either left its record or never will (the other order loses exit codes)
+            alive = self.runner.is_alive(job)
             record = self.runner.exit_record(job, self.paths.job_dir(job.id))
             if record is not None:
                 changes.append(self._finish(job, record))
-            elif not self.runner.is_alive(job):
+            elif not alive:
                 changes.append(self._vanished(job, now))
         self._commit(changes)
         return changes

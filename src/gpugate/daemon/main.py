@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import sys
+from typing import IO
 
 from gpugate.daemon.app import AlreadyRunning, Daemon, refuse_if_running
 from gpugate.daemon.config import DaemonConfig, load_config
@@ -44,8 +46,10 @@ def open_monitor(spec: str, paths: StatePaths) -> GpuMonitor:
 
 def serve(paths: StatePaths, overrides: dict[str, object]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gpugate %(levelname)s %(message)s")
+    os.umask(0o077)  # the database and logs hold every job's environment: owner only
     paths.ensure()
     try:
+        lock = hold_lock(paths)  # one daemon per state directory, for its whole life
         refuse_if_running(paths.socket)  # before touching the pidfile or the database
     except AlreadyRunning as exc:
         log.error("%s", exc)
@@ -62,8 +66,21 @@ def serve(paths: StatePaths, overrides: dict[str, object]) -> int:
         return 1
     finally:
         paths.pidfile.unlink(missing_ok=True)
+    lock.close()
     log.info("stopped; jobs still running keep running and are re-adopted at the next start")
     return 0
+
+
+def hold_lock(paths: StatePaths) -> IO[str]:
+    """An exclusive lock on ``$GPUGATE_HOME/gpugate.lock`` held until the process ends:
+    two daemons racing on one stale socket cannot both schedule from one database."""
+    lock = open(paths.home / "gpugate.lock", "w")  # noqa: SIM115 - held for the daemon's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise AlreadyRunning(f"a gpugate daemon is already running on {paths.home}") from None
+    return lock
 
 
 def _announce(paths: StatePaths, config: DaemonConfig, monitor: GpuMonitor) -> None:

@@ -55,5 +55,7 @@ class StatePaths:
         return self.jobs / str(job_id)
 
     def ensure(self) -> None:
+        """Create the state directories, owner-only (they hold jobs' environments)."""
         for path in (self.home, self.jobs):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.chmod(0o700)

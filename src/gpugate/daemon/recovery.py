@@ -34,6 +34,10 @@ def recover(engine: Engine) -> list[str]:
             notes.append(f"job {job.id}: daemon stopped while launching it; marked lost")
     engine.commit(changes)
     engine.check_all_exits = True  # the first tick reaps whatever ended meanwhile
+    for job in engine.active.values():
+        if job.cancel_requested and job.state.holds_gpus:
+            engine.arm_kill(job, engine.clock())  # the grace period restarts with us
+            notes.append(f"job {job.id}: was being cancelled; SIGKILL after the grace period")
     return notes
 
 

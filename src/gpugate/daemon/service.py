@@ -5,6 +5,7 @@ Each method either does all of its work or raises ServiceError and changes nothi
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -79,6 +80,8 @@ class Service:
         )
         if not spec.command.strip():
             raise ServiceError(f"job {index + 1}: empty command")
+        if not os.path.isabs(spec.cwd) or not os.path.isdir(spec.cwd):
+            raise ServiceError(f"job {index + 1}: working directory {spec.cwd!r} does not exist")
         expected = self._expectation(spec, history)
         why = never_fits(spec.gpus, expected, self.engine.gpu_views(), self.engine.config.policy)
         if why is not None:
@@ -137,8 +140,8 @@ class Service:
             job = replace(job, cancel_requested=True, reason="cancelling: SIGTERM sent")
             self.engine.commit([(job, None)])
             self.engine.runner.signal(job, signal.SIGTERM)
-            self.engine.kill_at[job.id] = now + self.engine.config.cancel_grace_s
-            self.wake()
+        self.engine.arm_kill(job, now)  # again after a restart, which forgets the timer
+        self.wake()
         return job
 
     def hold(self, job_id: int) -> Job:

@@ -114,23 +114,31 @@ def read_channel(channel: Path) -> list[_Use]:
     uses: list[_Use] = []
     for path in channel.glob("*.json"):
         data = _read_json(path)
-        if data is None:
-            continue
-        pid = int(data.get("pid") or 0)
-        if pid and not _alive(pid):
+        use = None if data is None else _parse_use(data, path.stem)
+        if use is None:
+            continue  # unreadable or malformed: a job's bad file must not stop the daemon
+        if use.pid and not _alive(use.pid):
             path.unlink(missing_ok=True)
             continue
-        keys = data.get("gpus") or [data.get("gpu", "0")]
-        uses.append(
-            _Use(
-                pid,
-                tuple(str(k) for k in keys),
-                int(data.get("mem_bytes", 0)),
-                float(data.get("util_pct", 0.0)),
-                path.stem,
-            )
-        )
+        uses.append(use)
     return uses
+
+
+def _parse_use(data: dict[str, Any], name: str) -> _Use | None:
+    try:
+        keys = data.get("gpus") or [data.get("gpu", "0")]
+        if not isinstance(keys, list):
+            return None
+        use = _Use(
+            int(data.get("pid") or 0),
+            tuple(str(k) for k in keys),
+            int(data.get("mem_bytes", 0)),
+            float(data.get("util_pct", 0.0)),
+            name,
+        )
+    except (TypeError, ValueError):
+        return None
+    return use if use.pid >= 0 and use.mem_bytes >= 0 else None
 
 
 def _gpu_snapshot(gpu: SimGpu, uses: list[_Use]) -> GpuSnapshot:
