@@ -32,7 +32,6 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
         JobState.HELD: "user holds the job",
         JobState.STARTING: "scheduler admitted it: it fits under the headroom",
         JobState.CANCELLED: "user cancelled, or a dependency ended without success",
-        JobState.FAILED: "the launch itself failed (bad cwd, no shell)",
     },
     JobState.HELD: {
         JobState.QUEUED: "user released the job",
@@ -41,7 +40,7 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
     JobState.STARTING: {
         JobState.RUNNING: "its processes were seen at their expected level, or ramp-up ended",
         JobState.SUCCEEDED: "exited 0 before ramp-up ended (short jobs)",
-        JobState.FAILED: "exited non-zero before ramp-up ended",
+        JobState.FAILED: "could not be launched, or exited non-zero before ramp-up ended",
         JobState.CANCELLED: "user cancelled",
         JobState.LOST: "vanished while the daemon was down, no exit code",
     },

@@ -33,7 +33,6 @@ def test_the_table_has_the_documented_edges() -> None:
         "queued->held",
         "queued->starting",
         "queued->cancelled",
-        "queued->failed",
         "held->queued",
         "held->cancelled",
         "starting->running",

@@ -7,7 +7,6 @@ store before (or, for pids, right after) it has an effect outside the process.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, Transition
 from gpugate.runner.base import ExitRecord, LaunchError, Runner
+from gpugate.runner.local import session_of
 from gpugate.states import JobState
 from gpugate.store.base import Store
 
@@ -37,7 +37,7 @@ class Engine:
         config: DaemonConfig,
         paths: StatePaths,
         clock: Callable[[], float] = time.time,
-        session_of: Callable[[int], int | None] = lambda pid: _getsid(pid),
+        session_of: Callable[[int], int | None] = session_of,
     ) -> None:
         self.store, self.runner, self.monitor = store, runner, monitor
         self.config, self.paths, self.clock = config, paths, clock
@@ -306,10 +306,3 @@ def describe_exit(code: int) -> str:
         except ValueError:
             pass
     return f"exited {code}"
-
-
-def _getsid(pid: int) -> int | None:
-    try:
-        return os.getsid(pid)
-    except OSError:
-        return None

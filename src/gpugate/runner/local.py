@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -147,6 +146,3 @@ def session_of(pid: int) -> int | None:
         return os.getsid(pid)
     except OSError:
         return None
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
