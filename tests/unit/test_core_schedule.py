@@ -591,3 +591,20 @@ def test_an_exclusive_job_counts_its_own_utilization_against_the_line() -> None:
     assert reply.waiting == {1: "GPU0 util 50% + 80% > 90%"}
     reply = schedule(request([busy, calm], [job(1, exclusive=True, util_pct=80.0)]))
     assert started(reply) == {1: ("GPU-1",)}
+
+
+def test_time_spent_held_neither_ages_a_job_nor_counts_towards_the_backfill_bound() -> None:
+    """Job 1 was submitted 10 h ago but released from hold a minute ago: it has waited one
+    minute, so it earns one minute of aging and its GPU is not drained for it."""
+    from dataclasses import replace
+
+    now = 36_000.0
+    released = replace(job(1, mem_gib=20, submitted_at=0.0), queued_at=now - 60)
+    assert effective_priority(released, now, aging_per_hour=1.0) == pytest.approx(60 / 3600)
+    small = job(2, mem_gib=1, submitted_at=now - 30)
+    policy = Policy(max_head_wait_s=1800)
+    reply = schedule(request([gpu(0, used_gib=10)], [released, small], now=now, policy=policy))
+    assert reply.drained_for is None and started(reply) == {2: ("GPU-0",)}
+    never_held = job(1, mem_gib=20, submitted_at=0.0)
+    reply = schedule(request([gpu(0, used_gib=10)], [never_held, small], now=now, policy=policy))
+    assert reply.drained_for == 1 and started(reply) == {}

@@ -219,3 +219,14 @@ def test_submit_refuses_a_working_directory_that_does_not_exist(rig) -> None:  #
         with pytest.raises(ServiceError, match="does not exist"):
             submit(service, cwd=cwd, gpus=0)
     assert engine.store.active() == []
+
+
+def test_peaks_are_stored_while_the_job_runs_so_a_crash_keeps_them(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, _, monitor, clock = rig
+    job = submit(service, mem_bytes=4 * GiB)
+    engine.tick()
+    monitor.processes = (GpuProcess(engine.active[job].pid or 0, 3 * GiB, 50.0),)
+    engine.observe(monitor.snapshot())
+    clock.now += 31
+    engine.tick()
+    assert engine.store.get(job).peak_mem_bytes == 3 * GiB  # stored, not only in memory

@@ -116,7 +116,7 @@ class GpuProcessView(msgspec.Struct):
     job_id: int | None  # the gpugate job it belongs to; None: not started by gpugate
 
 
-class GpuView(msgspec.Struct, kw_only=True):
+class GpuInfo(msgspec.Struct, kw_only=True):
     index: int
     uuid: str
     name: str
@@ -137,7 +137,7 @@ class GpuList(msgspec.Struct):
     backend: str
     note: str
     taken_at: float
-    gpus: list[GpuView]
+    gpus: list[GpuInfo]
 
 
 class Health(msgspec.Struct):

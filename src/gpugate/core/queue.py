@@ -11,12 +11,13 @@ SECONDS_PER_HOUR = 3600.0
 
 
 def effective_priority(job: Job, now: float, aging_per_hour: float) -> float:
-    """Priority plus what waiting earned: ``priority + aging_per_hour * hours_waited``.
+    """Priority plus what waiting earned: ``priority + aging_per_hour * hours_waited``
+    (hours since submit, or since release from hold).
 
     With aging > 0 any job eventually outranks a fixed stream of higher-priority arrivals,
     so low priorities never starve.
     """
-    waited_h = max(0.0, now - job.submitted_at) / SECONDS_PER_HOUR
+    waited_h = max(0.0, now - job.waiting_since) / SECONDS_PER_HOUR
     return job.priority + aging_per_hour * waited_h
 
 
@@ -31,7 +32,7 @@ def in_queue_order(jobs: Sequence[Job], now: float, aging_per_hour: float) -> li
     return sorted(
         jobs,
         key=lambda j: (
-            -(j.priority + rate * (max(now, j.submitted_at) - j.submitted_at)),
+            -(j.priority + rate * max(0.0, now - j.waiting_since)),
             j.submitted_at,
             j.id,
         ),

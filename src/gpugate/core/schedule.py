@@ -151,7 +151,7 @@ def _start_gpu_jobs(
 
 def _past_backfill_bound(job: Job, request: SchedulingRequest) -> bool:
     policy = request.policy
-    return policy.backfill and request.now - job.submitted_at >= policy.max_head_wait_s
+    return policy.backfill and request.now - job.waiting_since >= policy.max_head_wait_s
 
 
 def _drain_for(head: Job, loads: dict[str, GpuLoad]) -> int:

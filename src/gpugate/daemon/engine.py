@@ -26,6 +26,7 @@ from gpugate.states import JobState
 from gpugate.store.base import Store
 
 Change = tuple[Job, Transition | None]
+PEAKS_SAVE_INTERVAL_S = 30.0
 
 
 class Engine:
@@ -54,6 +55,8 @@ class Engine:
         self.on_launch: Callable[[Job], None] = lambda job: None
         self.last_reply: SchedulingReply | None = None
         self._time_deadline: float | None = None
+        self._peaks_unsaved: set[int] = set()  # peaks seen but not stored yet
+        self._peaks_saved_at = 0.0
         self.pass_seconds = 0.0
         self.passes = 0
 
@@ -101,6 +104,7 @@ class Engine:
             peak_util = max(util, job.peak_util_pct or 0) if util is not None else job.peak_util_pct
             if (peak_mem, peak_util) != (job.peak_mem_bytes, job.peak_util_pct):
                 self.active[job_id] = replace(job, peak_mem_bytes=peak_mem, peak_util_pct=peak_util)
+                self._peaks_unsaved.add(job_id)
 
     def gpu_views(self) -> list[GpuView]:
         """GPUs as admission sees them: utilization is the window's mean, or the latest
@@ -132,6 +136,7 @@ class Engine:
         reply = schedule(self._request(now))
         self.last_reply, self.reasons = reply, dict(reply.waiting)
         acted = self._act(reply, now)
+        self._save_peaks(now)
         self._time_deadline = self._deadline_after(now)
         self.pass_seconds = time.perf_counter() - started
         self.passes += 1
@@ -140,6 +145,16 @@ class Engine:
     def arm_kill(self, job: Job, now: float) -> None:
         """SIGKILL the job's group after the grace period unless it has ended by then."""
         self.kill_at.setdefault(job.id, now + self.config.cancel_grace_s)
+
+    def _save_peaks(self, now: float) -> None:
+        """Store new peaks every PEAKS_SAVE_INTERVAL_S: a daemon killed mid-run must not
+        forget them (they set the next run's expected use), nor write on every sample."""
+        if not self._peaks_unsaved or now - self._peaks_saved_at < PEAKS_SAVE_INTERVAL_S:
+            return
+        live = [self.active[i] for i in self._peaks_unsaved if i in self.active]
+        self._commit([(job, None) for job in live])
+        self._peaks_unsaved.clear()
+        self._peaks_saved_at = now
 
     def next_deadline(self) -> float | None:
         """When the tick must run again at the latest: a pending SIGKILL, the end of a
@@ -158,7 +173,7 @@ class Engine:
             if j.state is JobState.STARTING and j.started_at is not None
         ]
         if policy.backfill and self.reasons:
-            oldest = min(self.active[i].submitted_at for i in self.reasons if i in self.active)
+            oldest = min(self.active[i].waiting_since for i in self.reasons if i in self.active)
             times.append(oldest + policy.max_head_wait_s)
         future = [t for t in times if t > now]
         return min(future, default=None)

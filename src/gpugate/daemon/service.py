@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from gpugate.api.schemas import JobSubmission
 from gpugate.core.limits import never_fits
@@ -150,7 +151,8 @@ class Service:
 
     def release(self, job_id: int) -> Job:
         job = self.job(job_id)
-        return self._apply(job, JobState.QUEUED, self.engine.clock(), "released by user")
+        now = self.engine.clock()
+        return self._apply(job, JobState.QUEUED, now, "released by user", queued_at=now)
 
     def set_priority(self, job_id: int, priority: int) -> Job:
         job = self.job(job_id)
@@ -161,9 +163,9 @@ class Service:
         self.wake()
         return moved
 
-    def _apply(self, job: Job, state: JobState, now: float, why: str) -> Job:
+    def _apply(self, job: Job, state: JobState, now: float, why: str, **changes: Any) -> Job:
         try:
-            moved, transition = advance(job, state, now, why)
+            moved, transition = advance(job, state, now, why, **changes)
         except IllegalTransition as exc:
             raise ServiceError(str(exc), status=409) from None
         self.engine.commit([(moved, transition)])

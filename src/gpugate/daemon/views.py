@@ -88,11 +88,11 @@ def gpu_list(engine: Engine) -> api.GpuList:
     )
 
 
-def _gpu_view(engine: Engine, gpu: GpuSnapshot, smoothed: float | None) -> api.GpuView:
+def _gpu_view(engine: Engine, gpu: GpuSnapshot, smoothed: float | None) -> api.GpuInfo:
     limits = engine.config.policy.limits_for(gpu.uuid, gpu.index)
     holders = [j for j in engine.active.values() if gpu.uuid in j.gpu_uuids and j.state.holds_gpus]
     reserved = sum(_reserved_mem(engine, j, gpu.uuid) for j in holders)
-    return api.GpuView(
+    return api.GpuInfo(
         index=gpu.index,
         uuid=gpu.uuid,
         name=gpu.name,

@@ -78,7 +78,8 @@ _V1_CREATE_TABLES = _sql(
         exit_code INTEGER,
         peak_mem_bytes INTEGER,
         peak_util_pct REAL,
-        cancel_requested INTEGER NOT NULL
+        cancel_requested INTEGER NOT NULL,
+        queued_at REAL
     )""",
     "CREATE INDEX jobs_by_state ON jobs (state)",
     # Serves last_success(): equality on command and state, then the newest ended_at.
