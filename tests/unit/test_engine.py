@@ -230,3 +230,18 @@ def test_peaks_are_stored_while_the_job_runs_so_a_crash_keeps_them(rig) -> None:
     clock.now += 31
     engine.tick()
     assert engine.store.get(job).peak_mem_bytes == 3 * GiB  # stored, not only in memory
+
+
+def test_recovery_marks_lost_a_job_stored_as_starting_without_a_process(rig) -> None:  # type: ignore[no-untyped-def]
+    """The daemon died between storing 'starting' and launching: no shim, no record."""
+
+    from gpugate.daemon.recovery import recover
+    from gpugate.lifecycle import advance
+
+    engine, service, _, _, clock = rig
+    job = engine.active[submit(service, mem_bytes=GiB)]
+    engine.commit([advance(job, JobState.STARTING, clock.now, "fits", gpu_uuids=(UUID,))])
+    assert engine.active[job.id].pid is None
+    notes = recover(engine)
+    assert notes == [f"job {job.id}: daemon stopped while launching it; marked lost"]
+    assert state(engine, job.id) is JobState.LOST

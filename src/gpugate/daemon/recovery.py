@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import psutil
-
 from gpugate.daemon.engine import Change, Engine
 from gpugate.lifecycle import advance
 from gpugate.model import Job
-from gpugate.runner.local import EXIT_FILE, process_start_time
 from gpugate.states import JobState
 
 
@@ -24,12 +21,12 @@ def recover(engine: Engine) -> list[str]:
     notes: list[str] = []
     changes: list[Change] = []
     for job in [j for j in engine.active.values() if j.state.holds_gpus and j.pid is None]:
-        exit_path = str(engine.paths.job_dir(job.id) / EXIT_FILE)
-        pid = _find_shim(exit_path)
-        if pid is not None:
-            changes.append((replace(job, pid=pid, pid_start_time=process_start_time(pid)), None))
-            notes.append(f"job {job.id}: re-adopted its shim (pid {pid}) found by command line")
-        elif engine.runner.exit_record(job, engine.paths.job_dir(job.id)) is None:
+        job_dir = engine.paths.job_dir(job.id)
+        found = engine.runner.find_orphan(job, job_dir)
+        if found is not None:
+            changes.append((replace(job, pid=found.pid, pid_start_time=found.start_time), None))
+            notes.append(f"job {job.id}: re-adopted its shim (pid {found.pid})")
+        elif engine.runner.exit_record(job, job_dir) is None:
             changes.append(_lost(job, engine.clock()))
             notes.append(f"job {job.id}: daemon stopped while launching it; marked lost")
     engine.commit(changes)
@@ -39,14 +36,6 @@ def recover(engine: Engine) -> list[str]:
             engine.arm_kill(job, engine.clock())  # the grace period restarts with us
             notes.append(f"job {job.id}: was being cancelled; SIGKILL after the grace period")
     return notes
-
-
-def _find_shim(exit_path: str) -> int | None:
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if exit_path in cmdline:
-            return int(proc.info["pid"])
-    return None
 
 
 def _lost(job: Job, now: float) -> Change:

@@ -40,6 +40,11 @@ class Runner(Protocol):
         """Is the job's shim still running (the same process, not a reused pid)?"""
         ...
 
+    def find_orphan(self, job: Job, job_dir: Path) -> Launched | None:
+        """A shim of this job running without the daemon knowing its pid (the daemon died
+        between launching it and storing the pid), or None."""
+        ...
+
     def collect(self) -> None:
         """Reap the runner's own exited children (their exit codes are in the records)."""
         ...

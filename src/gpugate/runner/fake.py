@@ -45,6 +45,9 @@ class FakeRunner:
     def is_alive(self, job: Job) -> bool:
         return job.id in self._alive
 
+    def find_orphan(self, job: Job, job_dir: Path) -> Launched | None:
+        return None
+
     def collect(self) -> None:
         pass
 

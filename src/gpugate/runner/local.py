@@ -59,6 +59,14 @@ class LocalRunner:
             return False  # a normal race: it ended on its own
         return True
 
+    def find_orphan(self, job: Job, job_dir: Path) -> Launched | None:
+        exit_path = str(job_dir / EXIT_FILE)  # the shim's first argument names its job
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if exit_path in (proc.info.get("cmdline") or []):
+                pid = int(proc.info["pid"])
+                return Launched(pid, process_start_time(pid) or 0.0)
+        return None
+
     def collect(self) -> None:
         self._children -= reap(self._children)
 

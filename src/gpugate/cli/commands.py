@@ -1,0 +1,222 @@
+"""What each ``gpugate`` subcommand does; talks to the daemon only through the client.
+
+Imports stay inside the commands: each pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gpugate.cli.errors import EXIT_USAGE, CliError
+
+if TYPE_CHECKING:
+    from gpugate.client import Client
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gpugate.daemon.paths import StatePaths
+
+    paths = StatePaths(args.home) if args.home else StatePaths.default()
+    overrides = {
+        "gpus": args.gpus,
+        "util_headroom_pct": args.util_headroom,
+        "mem_headroom_pct": args.mem_headroom,
+    }
+    if args.detach:
+        from gpugate.cli.detach import start_detached
+
+        return start_detached(paths, sys.argv[1:])
+    from gpugate.daemon.config import ConfigError
+    from gpugate.daemon.main import serve
+
+    try:
+        return serve(paths, overrides)
+    except ConfigError as exc:
+        raise CliError(f"configuration: {exc}") from None
+
+
+def cmd_submit(args: argparse.Namespace, client: Client) -> int:
+    from gpugate.api.schemas import JobSubmission
+
+    commands = _commands(args)
+    common: dict[str, Any] = dict(
+        cwd=os.getcwd(),
+        priority=args.priority,
+        gpus=args.gpus,
+        mem_bytes=args.mem,
+        util_pct=args.util,
+        exclusive=args.exclusive,
+        after=args.after or [],
+        name=args.name or "",
+        hold=args.hold,
+    )
+    # the submitter's environment travels once for the whole batch
+    jobs = client.submit([JobSubmission(command=c, **common) for c in commands], dict(os.environ))
+    if args.json:
+        _print_json(jobs)
+    elif len(jobs) == 1:
+        job = jobs[0]
+        print(
+            f"job {job.id} {job.state}" + (f": {job.reason}" if job.reason != "submitted" else "")
+        )
+    else:
+        print(f"submitted {len(jobs)} jobs: {jobs[0].id}-{jobs[-1].id}")
+    return 0
+
+
+def _commands(args: argparse.Namespace) -> list[str]:
+    import shlex
+
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if args.file and argv:
+        raise CliError("give either --file or a command, not both", EXIT_USAGE)
+    if args.file:
+        return _read_command_file(args.file)
+    if not argv:
+        raise CliError("no command given (example: gpugate submit -- python train.py)", EXIT_USAGE)
+    # one argument is taken as a shell line ("a && b"); several are quoted as they came
+    return [argv[0]] if len(argv) == 1 else [shlex.join(argv)]
+
+
+def _read_command_file(path: str) -> list[str]:
+    try:
+        with open(path if path != "-" else "/dev/stdin") as source:
+            lines = [line.strip() for line in source]
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    commands = [line for line in lines if line and not line.startswith("#")]
+    if not commands:
+        raise CliError(f"{path} holds no command (one per line; # starts a comment)")
+    return commands
+
+
+def cmd_ls(args: argparse.Namespace, client: Client) -> int:
+    from gpugate.cli.format import jobs_table
+
+    queued = None if args.all else args.queued
+    listing = client.jobs(recent=args.recent, states=args.state or (), queued=queued)
+    if args.json:
+        _print_json(listing)
+        return 0
+    print(jobs_table(listing.jobs) if listing.jobs else "no jobs")
+    if listing.counts:
+        print("\n" + ", ".join(f"{n} {state}" for state, n in sorted(listing.counts.items())))
+    shown = sum(1 for j in listing.jobs if j.state == "queued")
+    hidden = listing.counts.get("queued", 0) - shown
+    if hidden > 0 and not args.state:
+        print(f"({hidden} more queued jobs not shown: gpugate ls --all)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, client: Client) -> int:
+    from gpugate.cli.format import job_detail
+
+    detail = client.show(args.id)
+    if args.json:
+        _print_json(detail)
+    else:
+        print(job_detail(detail))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, client: Client) -> int:
+    streams = ["stderr"] if args.stderr else ["stdout", "stderr"]
+    if not args.follow:
+        for stream in streams:
+            target = sys.stdout if stream == "stdout" else sys.stderr
+            target.buffer.write(client.logs(args.id, stream))
+            target.flush()
+        return 0
+    from gpugate.cli.follow import follow
+
+    return follow(client, args.id, streams)
+
+
+def _each(ids: Sequence[int], act: Callable[[int], Any], verb: str) -> int:
+    """Apply an action to every id; report each failure and keep going."""
+    from gpugate.client import ApiError
+
+    failed = 0
+    for job_id in ids:
+        try:
+            job = act(job_id)
+        except ApiError as exc:
+            print(f"gpugate: error: {exc.message}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"job {job.id}: {job.state}" + (f" ({job.reason})" if job.reason else ""))
+    return 1 if failed else 0
+
+
+def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
+    return _each(args.ids, client.cancel, "cancel")
+
+
+def cmd_hold(args: argparse.Namespace, client: Client) -> int:
+    return _each(args.ids, client.hold, "hold")
+
+
+def cmd_release(args: argparse.Namespace, client: Client) -> int:
+    return _each(args.ids, client.release, "release")
+
+
+def cmd_priority(args: argparse.Namespace, client: Client) -> int:
+    job = client.set_priority(args.id, args.priority)
+    print(f"job {job.id}: priority {job.priority}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace, client: Client) -> int:
+    from gpugate.cli.follow import wait_all
+
+    return wait_all(client, args.ids, args.timeout, quiet=args.quiet)
+
+
+def cmd_gpus(args: argparse.Namespace, client: Client) -> int:
+    from gpugate.cli.format import gpus_table
+
+    gpus = client.gpus()
+    if args.json:
+        _print_json(gpus)
+    else:
+        print(gpus_table(gpus))
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace, client: Client | None) -> int:
+    from gpugate.api.schemas import SimLoadRequest
+
+    if args.sim_command == "use":
+        from gpugate.gpu.sim import SimOutOfMemory, report_usage
+
+        try:
+            report_usage(args.mem or 0, args.util or 0.0, pid=args.pid)
+        except SimOutOfMemory as exc:
+            print(f"RuntimeError: {exc}", file=sys.stderr)
+            return 1
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
+        return 0
+    assert client is not None
+    if args.sim_command == "load":
+        request = SimLoadRequest(
+            gpu=args.gpu, mem_bytes=args.mem or 0, util_pct=args.util or 0.0, name=args.name
+        )
+    else:
+        request = SimLoadRequest(gpu="0", name=args.name, clear=True)
+    from gpugate.cli.format import gpus_table
+
+    print(gpus_table(client.sim_load(request)))
+    return 0
+
+
+def _print_json(value: Any) -> None:
+    import msgspec
+
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n")
