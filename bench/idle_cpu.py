@@ -53,7 +53,7 @@ def main() -> int:
 
     procs: dict[str, psutil.Process] = {}
     default = BenchDaemon("sim:2x24GiB", name="idle").start()
-    procs["gpugate, defaults (monitor 1.0 s, fallback 5 s)"] = default.ps()
+    procs["gpugate, defaults (monitor 1.0 s, fallback 10 s)"] = default.ps()
     fast = BenchDaemon("sim:2x24GiB", config=FAST, name="idle-fast").start()
     procs["gpugate, monitor 0.1 s, fallback 0.5 s"] = fast.ps()
     peer_note = None

@@ -204,7 +204,7 @@ def main() -> int:
     res["rss_mib_queued"] = rss_mib(daemon)
     progress(f"queued: {counts}; daemon RSS {res['rss_mib_queued']:.0f} MiB")
 
-    # ---- idle CPU with the queue full (monitor every 1 s, fallback pass every 5 s)
+    # ---- idle CPU with the queue full (monitor every 1 s, fallback pass every 10 s)
     progress(f"idle daemon CPU with the queue full, over {args.idle_s:.0f} s")
     c0, t0 = daemon.cpu_seconds(), time.perf_counter()
     time.sleep(args.idle_s)

@@ -245,3 +245,26 @@ def test_recovery_marks_lost_a_job_stored_as_starting_without_a_process(rig) -> 
     notes = recover(engine)
     assert notes == [f"job {job.id}: daemon stopped while launching it; marked lost"]
     assert state(engine, job.id) is JobState.LOST
+
+
+def test_a_batch_shares_one_environment_object_and_falls_back_to_the_requests(
+    tmp_path: Path,
+) -> None:
+    """With the daemon's SQLite store, a sweep's jobs hold one env object between them."""
+    from gpugate.store.sqlite import SqliteStore
+
+    engine = Engine(
+        SqliteStore(tmp_path / "db"),
+        FakeRunner(),
+        StaticMonitor(),
+        DaemonConfig(),
+        StatePaths(tmp_path),
+        Clock(),
+    )
+    service = Service(engine, wake=lambda: None)
+    sweep = [JobSubmission(command=f"run {i}", cwd="/", gpus=0, env={"A": "1"}) for i in range(3)]
+    plain = JobSubmission(command="plain", cwd="/", gpus=0)
+    jobs = service.submit([*sweep, plain], owner_uid=0, env={"FROM": "request"})
+    envs = [engine.active[j.id].spec.env for j in jobs]
+    assert envs[0] is envs[1] is envs[2] and envs[0] == {"A": "1"}
+    assert envs[3] == {"FROM": "request"}

@@ -48,11 +48,15 @@ class Service:
         now = self.engine.clock()
         self._check_dependencies(submissions)
         history: dict[str, Expectation | None] = {}
-        shared = env or {}
-        jobs = [
-            self._new_job(i, sub, owner_uid, now, history, shared)
-            for i, sub in enumerate(submissions)
-        ]
+        request_env = env or {}
+        last_env: dict[str, str] | None = None
+        jobs = []
+        for i, sub in enumerate(submissions):
+            job_env = request_env if sub.env is None else sub.env
+            if last_env is not None and job_env is not last_env and job_env == last_env:
+                job_env = last_env  # a sweep repeats one env: keep one object in memory
+            last_env = job_env
+            jobs.append(self._new_job(i, sub, owner_uid, now, history, job_env))
         stored = self.engine.store.add_jobs(jobs)
         self.engine.active.update((j.id, j) for j in stored)
         self.wake()
@@ -65,12 +69,12 @@ class Service:
         owner: int,
         now: float,
         history: dict[str, Expectation | None],
-        shared_env: dict[str, str],
+        job_env: dict[str, str],
     ) -> Job:
         spec = JobSpec(
             command=sub.command,
             cwd=sub.cwd,
-            env=shared_env if sub.env is None else sub.env,
+            env=job_env,
             gpus=sub.gpus,
             mem_bytes=sub.mem_bytes,
             util_pct=sub.util_pct,
