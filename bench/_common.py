@@ -325,8 +325,8 @@ class BenchDaemon:
         return self.client.submit_command(command, **fields).id
 
     def active_counts(self) -> dict[str, int]:
-        # recent=0 and a state filter that matches nothing: only the counts come back
-        return self.client.jobs(recent=0, states=("none",)).counts
+        # recent=0 and queued=0: the counts, with only the few running or held jobs
+        return self.client.jobs(recent=0, queued=0).counts
 
     def wait_idle(self, timeout_s: float = 600, poll_s: float = 0.05) -> None:
         deadline = time.monotonic() + timeout_s
