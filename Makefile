@@ -32,7 +32,9 @@ integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run_all.sh
+	$(BIN)/python bench/plot.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
