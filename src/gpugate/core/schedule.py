@@ -76,10 +76,14 @@ def _eligible(
     states.update((j.id, j.state) for j in request.jobs)
     candidates: list[Job] = []
     cancels: list[Verdict] = []
-    for job in sorted(request.jobs, key=lambda j: j.id):  # the store may list them in any order
-        if job.state is JobState.HELD:
-            waiting[job.id] = "held: `gpugate release` to queue it"
-        if job.state is not JobState.QUEUED:
+    queued, held = JobState.QUEUED, JobState.HELD
+    for job in request.jobs:
+        if job.state is not queued:
+            if job.state is held:
+                waiting[job.id] = "held: `gpugate release` to queue it"
+            continue
+        if not job.spec.after:  # the common case, kept cheap for 100k-job queues
+            candidates.append(job)
             continue
         can_run, why = dependency_verdict(job, states)
         if not can_run:
@@ -88,6 +92,7 @@ def _eligible(
             waiting[job.id] = why
         else:
             candidates.append(job)
+    cancels.sort(key=lambda v: v.job_id)  # the store may list jobs in any order
     return candidates, cancels
 
 

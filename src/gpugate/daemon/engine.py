@@ -134,7 +134,7 @@ class Engine:
         ended = self._reap(now)
         self._escalate_cancels(now)
         reply = schedule(self._request(now))
-        self.last_reply, self.reasons = reply, dict(reply.waiting)
+        self.last_reply, self.reasons = reply, dict(reply.waiting)  # ours to pop from
         acted = self._act(reply, now)
         self._save_peaks(now)
         self._time_deadline = self._deadline_after(now)
@@ -173,8 +173,10 @@ class Engine:
             if j.state is JobState.STARTING and j.started_at is not None
         ]
         if policy.backfill and self.reasons:
-            oldest = min(self.active[i].waiting_since for i in self.reasons if i in self.active)
-            times.append(oldest + policy.max_head_wait_s)
+            waiting = (self.active.get(i) for i in self.reasons)
+            oldest = min((j.waiting_since for j in waiting if j is not None), default=None)
+            if oldest is not None:
+                times.append(oldest + policy.max_head_wait_s)
         future = [t for t in times if t > now]
         return min(future, default=None)
 
