@@ -29,14 +29,13 @@ def in_queue_order(jobs: Sequence[Job], now: float, aging_per_hour: float) -> li
     the future, which only a test can make, are the exception and clamp to no aging).
     """
     rate = aging_per_hour / SECONDS_PER_HOUR
-    return sorted(
-        jobs,
-        key=lambda j: (
-            -(j.priority + rate * max(0.0, now - j.waiting_since)),
-            j.submitted_at,
-            j.id,
-        ),
-    )
+
+    def key(job: Job) -> tuple[float, float, int]:
+        since = job.submitted_at if job.queued_at is None else job.queued_at
+        waited = now - since if now > since else 0.0
+        return -(job.priority + rate * waited), job.submitted_at, job.id
+
+    return sorted(jobs, key=key)
 
 
 def dependency_verdict(job: Job, states: Mapping[int, JobState]) -> tuple[bool, str | None]:

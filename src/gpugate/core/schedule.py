@@ -72,8 +72,10 @@ def _eligible(
     request: SchedulingRequest, waiting: dict[int, str]
 ) -> tuple[list[Job], list[Verdict]]:
     """Queued jobs whose dependencies have all succeeded; note why the others wait."""
-    states = dict(request.dependency_states)
-    states.update((j.id, j.state) for j in request.jobs)
+    states: dict[int, JobState] = {}
+    if any(j.spec.after for j in request.jobs):  # built only when some job needs it
+        states.update(request.dependency_states)
+        states.update((j.id, j.state) for j in request.jobs)
     candidates: list[Job] = []
     cancels: list[Verdict] = []
     queued, held = JobState.QUEUED, JobState.HELD
