@@ -138,7 +138,7 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
     return follow(client, args.id, streams)
 
 
-def _each(ids: Sequence[int], act: Callable[[int], Any], verb: str) -> int:
+def _each(ids: Sequence[int], act: Callable[[int], Any]) -> int:
     """Apply an action to every id; report each failure and keep going."""
     from gpugate.client import ApiError
 
@@ -155,15 +155,15 @@ def _each(ids: Sequence[int], act: Callable[[int], Any], verb: str) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
-    return _each(args.ids, client.cancel, "cancel")
+    return _each(args.ids, client.cancel)
 
 
 def cmd_hold(args: argparse.Namespace, client: Client) -> int:
-    return _each(args.ids, client.hold, "hold")
+    return _each(args.ids, client.hold)
 
 
 def cmd_release(args: argparse.Namespace, client: Client) -> int:
-    return _each(args.ids, client.release, "release")
+    return _each(args.ids, client.release)
 
 
 def cmd_priority(args: argparse.Namespace, client: Client) -> int:

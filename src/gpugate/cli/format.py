@@ -63,7 +63,7 @@ def jobs_table(jobs: Sequence[api.JobView]) -> str:
             mem_cell(j),
             _when(j, now),
             _short(j.name or j.command, 40),
-            _note(j),
+            j.reason,
         )
         for j in jobs
     ]
@@ -76,12 +76,6 @@ def _when(job: api.JobView, now: float) -> str:
     if job.started_at is not None:
         return ago(job.started_at, now)
     return ago(job.submitted_at, now)
-
-
-def _note(job: api.JobView) -> str:
-    if job.state in ("succeeded", "failed") and job.exit_code is not None:
-        return job.reason
-    return job.reason
 
 
 def _short(text: str, limit: int) -> str:
