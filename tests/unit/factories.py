@@ -49,12 +49,16 @@ def job(
     after: tuple[int, ...] = (),
     on: tuple[str, ...] = (),
     started_at: float | None = None,
+    expected: Expectation | None = None,
 ) -> Job:
-    """A job expecting ``mem_gib`` per GPU (``None``: unknown size, the whole GPU).
+    """A job expecting ``mem_gib`` per GPU (``None``: unknown size, the whole GPU), or
+    exactly ``expected`` when given.
 
     ``on``: the GPU uuids a started job holds.
     """
-    if gpus == 0:
+    if expected is not None:
+        util_pct = expected.util_pct
+    elif gpus == 0:
         expected = Expectation(0, 0.0, ExpectationSource.DECLARED)
     elif mem_gib is None:
         expected = WHOLE_GPU

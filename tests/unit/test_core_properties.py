@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,9 +18,10 @@ from hypothesis import strategies as st
 from gpugate.core.policy import GpuLimits, Policy
 from gpugate.core.schedule import schedule
 from gpugate.core.types import GpuView, SchedulingReply, SchedulingRequest
-from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec, JobUsage
+from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobUsage
 from gpugate.states import JobState
 from gpugate.units import GiB
+from tests.unit.factories import job as factory_job
 
 NOW = 10_000.0
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -50,38 +52,8 @@ def expectations(draw: st.DrawFn, unknown: bool) -> Expectation:
     return Expectation(mem, util, ExpectationSource.DECLARED)
 
 
-def make_job(
-    job_id: int,
-    expected: Expectation,
-    *,
-    gpus: int,
-    state: JobState = JobState.QUEUED,
-    priority: int = 0,
-    submitted_at: float = 0.0,
-    exclusive: bool = False,
-    after: tuple[int, ...] = (),
-    on: tuple[str, ...] = (),
-    started_at: float | None = None,
-) -> Job:
-    spec = JobSpec(
-        command=f"job {job_id}",
-        cwd="/",
-        gpus=gpus,
-        mem_bytes=expected.mem_bytes,
-        util_pct=expected.util_pct,
-        exclusive=exclusive,
-        after=after,
-    )
-    return Job(
-        id=job_id,
-        spec=spec,
-        state=state,
-        priority=priority,
-        submitted_at=submitted_at,
-        expected=expected,
-        gpu_uuids=on,
-        started_at=started_at,
-    )
+def make_job(job_id: int, expected: Expectation, *, gpus: int, **fields: Any) -> Job:
+    return factory_job(job_id, gpus=gpus, expected=expected, **fields)
 
 
 @st.composite
