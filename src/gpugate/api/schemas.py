@@ -153,7 +153,3 @@ class Health(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: str
-
-
-def job_view_fields() -> list[str]:
-    return list(JobView.__struct_fields__)

@@ -53,7 +53,6 @@ class Engine:
         self.exited: set[int] = set()  # jobs whose process signalled an exit
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
-        self.last_reply: SchedulingReply | None = None
         self._time_deadline: float | None = None
         self._peaks_unsaved: set[int] = set()  # peaks seen but not stored yet
         self._peaks_saved_at = 0.0
@@ -134,7 +133,7 @@ class Engine:
         ended = self._reap(now)
         self._escalate_cancels(now)
         reply = schedule(self._request(now))
-        self.last_reply, self.reasons = reply, dict(reply.waiting)  # ours to pop from
+        self.reasons = dict(reply.waiting)  # ours to pop from
         acted = self._act(reply, now)
         self._save_peaks(now)
         self._time_deadline = self._deadline_after(now)
