@@ -175,6 +175,8 @@ def test_hold_release_and_priority(daemon: RunningDaemon) -> None:
     daemon.cli("release", str(job), check=True)
     done = daemon.wait_state(job, "succeeded")
     assert done.priority == 7
+    history = [(t.from_state, t.to_state, t.reason) for t in daemon.client.show(job).history]
+    assert ("held", "held", "priority 0 -> 7 by user") in history
     refused = daemon.cli("hold", str(job))
     assert refused.returncode == 1 and "succeeded: it cannot become held" in refused.stderr
 

@@ -15,7 +15,7 @@ from gpugate.api.schemas import JobSubmission
 from gpugate.core.limits import never_fits
 from gpugate.daemon.engine import Engine
 from gpugate.lifecycle import advance
-from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec
+from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec, Transition
 from gpugate.states import IllegalTransition, JobState
 from gpugate.store.base import UnknownJob
 
@@ -163,7 +163,16 @@ class Service:
         if job.state.is_terminal:
             raise ServiceError(f"job {job_id} already ended ({job.state.value})", status=409)
         moved = replace(job, priority=priority)
-        self.engine.commit([(moved, None)])
+        # not a move of the state machine, but part of the job's story: kept in its history
+        # as an edge from its state to itself
+        note = Transition(
+            job.id,
+            job.state,
+            job.state,
+            self.engine.clock(),
+            f"priority {job.priority} -> {priority} by user",
+        )
+        self.engine.commit([(moved, note)])
         self.wake()
         return moved
 
