@@ -136,7 +136,7 @@ class Job:
     peak_mem_bytes: int | None = None  # highest per-GPU memory seen for its processes
     peak_util_pct: float | None = None
     cancel_requested: bool = False
-    queued_at: float | None = None  # when last released from hold; None: since submit
+    queued_at: float | None = None  # released from hold or dependencies met; None: submit
 
     @property
     def is_active(self) -> bool:
@@ -144,8 +144,8 @@ class Job:
 
     @property
     def waiting_since(self) -> float:
-        """Since when it has been eligible to wait in the queue: time held does not age a
-        job nor count towards the backfill bound."""
+        """Since when it has been eligible to wait in the queue: time held, or waiting for
+        ``--after`` dependencies, neither ages a job nor counts towards the backfill bound."""
         return self.submitted_at if self.queued_at is None else self.queued_at
 
 

@@ -268,3 +268,22 @@ def test_a_batch_shares_one_environment_object_and_falls_back_to_the_requests(
     envs = [engine.active[j.id].spec.env for j in jobs]
     assert envs[0] is envs[1] is envs[2] and envs[0] == {"A": "1"}
     assert envs[3] == {"FROM": "request"}
+
+
+def test_a_job_starts_waiting_when_its_last_dependency_succeeds(rig) -> None:  # type: ignore[no-untyped-def]
+    """Its aging and backfill bound count from then, not from its submission."""
+    engine, service, runner, _, clock = rig
+    first = submit(service, gpus=0, command="first")
+    second = submit(service, gpus=0, command="second")
+    waiter = submit(service, gpus=0, command="after both", after=[first, second])
+    engine.tick()
+    clock.now += 100
+    runner.finish(first, 0, clock.now)
+    engine.exited.add(first)
+    engine.tick()
+    assert engine.active[waiter].waiting_since == engine.active[waiter].submitted_at
+    clock.now += 100
+    runner.finish(second, 0, clock.now)
+    engine.exited.add(second)
+    engine.tick()
+    assert engine.store.get(waiter).queued_at == clock.now

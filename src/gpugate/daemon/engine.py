@@ -44,6 +44,8 @@ class Engine:
         self.config, self.paths, self.clock = config, paths, clock
         self.session_of = session_of
         self.active: dict[int, Job] = {j.id: j for j in store.active()}
+        self.dependents: dict[int, set[int]] = {}  # job id -> active jobs waiting --after it
+        self.track_dependencies(self.active.values())
         self.reasons: dict[int, str] = {}  # why each waiting job waits (last pass)
         self.snapshot = MachineSnapshot(monitor.backend, clock(), ())
         self.windows: dict[str, UtilWindow] = {}
@@ -300,13 +302,34 @@ class Engine:
         if not changes:
             return
         self.store.save(changes)  # a failed save raises: the daemon stops loudly
+        ended = []
         for job, _ in changes:
             if job.state.is_terminal:
                 self.active.pop(job.id, None)
                 self.reasons.pop(job.id, None)
                 self.kill_at.pop(job.id, None)
+                ended.append(job)
             else:
                 self.active[job.id] = job
+        self._commit(self._now_eligible(ended))
+
+    def track_dependencies(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            for dependency in job.spec.after:
+                self.dependents.setdefault(dependency, set()).add(job.id)
+
+    def _now_eligible(self, ended: list[Job]) -> list[Change]:
+        """Jobs whose last ``--after`` dependency just succeeded start waiting now: their
+        aging and backfill bound count from here, not from their submission."""
+        changes: list[Change] = []
+        for done in ended:
+            for waiter_id in self.dependents.pop(done.id, ()):
+                waiter = self.active.get(waiter_id)
+                if waiter is None or done.state is not JobState.SUCCEEDED:
+                    continue  # a failed dependency: the scheduler cancels the waiter
+                if not any(d in self.active for d in waiter.spec.after):
+                    changes.append((replace(waiter, queued_at=self.clock()), None))
+        return changes
 
     def commit(self, changes: Iterable[Change]) -> None:
         """Store user-initiated changes (service layer) and update the live view."""

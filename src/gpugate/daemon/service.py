@@ -59,6 +59,7 @@ class Service:
             jobs.append(self._new_job(i, sub, owner_uid, now, history, job_env))
         stored = self.engine.store.add_jobs(jobs)
         self.engine.active.update((j.id, j) for j in stored)
+        self.engine.track_dependencies(stored)
         self.wake()
         return stored
 
