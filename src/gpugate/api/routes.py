@@ -24,7 +24,6 @@ from gpugate.api import schemas as api
 from gpugate.api.openapi import openapi_document
 from gpugate.daemon import views
 from gpugate.daemon.service import Service, ServiceError
-from gpugate.gpu.sim import SIM_DIR_ENV, clear_load, inject_load
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
 from gpugate.states import JobState
 
@@ -160,21 +159,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         return json_response(views.gpu_list(engine))
 
     async def sim_load(request: Request) -> Response:
-        body = msgspec.json.decode(await request.body(), type=api.SimLoadRequest)
-        channel = engine.monitor.job_env({}).get(SIM_DIR_ENV)
-        if channel is None:
-            raise ServiceError("the daemon is not running simulated GPUs", 409)
-        gpus = engine.snapshot.gpus
-        if not body.clear and body.gpu not in {g.uuid for g in gpus} | {str(g.index) for g in gpus}:
-            raise ServiceError(f"no simulated GPU {body.gpu!r} (indices 0-{len(gpus) - 1})")
-        if body.clear:
-            clear_load(Path(channel), body.name)
-        else:
-            inject_load(
-                Path(channel), body.name or "external", body.gpu, body.mem_bytes, body.util_pct
-            )
-        engine.observe(engine.monitor.snapshot())  # show the change in the answer
-        service.wake()  # and let the scheduler act on it now
+        service.sim_load(msgspec.json.decode(await request.body(), type=api.SimLoadRequest))
         return json_response(views.gpu_list(engine))
 
     async def openapi(request: Request) -> Response:

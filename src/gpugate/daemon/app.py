@@ -181,7 +181,7 @@ class Daemon:
         """What starting jobs are seen using: when it moves, one may have ramped up."""
         engine = self.engine
         return {
-            i: engine.usage.get(i) for i, j in engine.active.items() if j.state is JobState.STARTING
+            j.id: engine.usage.get(j.id) for j in engine.holders() if j.state is JobState.STARTING
         }
 
     # ---------------------------------------------------------------- exit events

@@ -44,6 +44,9 @@ class Engine:
         self.config, self.paths, self.clock = config, paths, clock
         self.session_of = session_of
         self.active: dict[int, Job] = {j.id: j for j in store.active()}
+        # the few jobs on the GPUs, apart from a queue that may hold 100k: the monitor and
+        # the reaper look at these every second
+        self._holding = {j.id for j in self.active.values() if j.state.holds_gpus}
         self.dependents: dict[int, set[int]] = {}  # job id -> active jobs waiting --after it
         self.track_dependencies(self.active.values())
         self.reasons: dict[int, str] = {}  # why each waiting job waits (last pass)
@@ -69,7 +72,7 @@ class Engine:
             if gpu.util_pct is not None:
                 window = self.windows.setdefault(gpu.uuid, UtilWindow(self.config.util_window_s))
                 window.add(snap.taken_at, gpu.util_pct)
-        shims = {j.pid: j.id for j in self.active.values() if j.pid and j.state.holds_gpus}
+        shims = {j.pid: j.id for j in self.holders() if j.pid}
         self.usage, self.pid_owner = {}, {}
         for gpu in snap.gpus:
             for proc in gpu.processes:
@@ -170,7 +173,7 @@ class Engine:
         policy = self.config.policy
         times = [
             j.started_at + policy.ramp_timeout_s
-            for j in self.active.values()
+            for j in self.holders()
             if j.state is JobState.STARTING and j.started_at is not None
         ]
         if policy.backfill and self.reasons:
@@ -198,7 +201,7 @@ class Engine:
 
     # ----------------------------------------------------------------------- reap
     def _reap(self, now: float) -> list[Change]:
-        holders = [j for j in self.active.values() if j.state.holds_gpus]
+        holders = self.holders()
         if not self.check_all_exits:
             holders = [j for j in holders if j.id in self.exited]
         self.exited.clear()
@@ -304,6 +307,10 @@ class Engine:
         self.store.save(changes)  # a failed save raises: the daemon stops loudly
         ended = []
         for job, _ in changes:
+            if job.state.holds_gpus:
+                self._holding.add(job.id)
+            else:
+                self._holding.discard(job.id)
             if job.state.is_terminal:
                 self.active.pop(job.id, None)
                 self.reasons.pop(job.id, None)
@@ -312,6 +319,10 @@ class Engine:
             else:
                 self.active[job.id] = job
         self._commit(self._now_eligible(ended))
+
+    def holders(self) -> list[Job]:
+        """The active jobs that are starting or running on the machine."""
+        return [self.active[i] for i in self._holding]
 
     def track_dependencies(self, jobs: Iterable[Job]) -> None:
         for job in jobs:

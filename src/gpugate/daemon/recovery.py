@@ -20,7 +20,7 @@ def recover(engine: Engine) -> list[str]:
     """Fix what a crash can leave behind; return what was done, for the log."""
     notes: list[str] = []
     changes: list[Change] = []
-    for job in [j for j in engine.active.values() if j.state.holds_gpus and j.pid is None]:
+    for job in [j for j in engine.holders() if j.pid is None]:
         job_dir = engine.paths.job_dir(job.id)
         found = engine.runner.find_orphan(job, job_dir)
         if found is not None:
@@ -31,8 +31,8 @@ def recover(engine: Engine) -> list[str]:
             notes.append(f"job {job.id}: daemon stopped while launching it; marked lost")
     engine.commit(changes)
     engine.check_all_exits = True  # the first tick reaps whatever ended meanwhile
-    for job in engine.active.values():
-        if job.cancel_requested and job.state.holds_gpus:
+    for job in engine.holders():
+        if job.cancel_requested:
             engine.arm_kill(job, engine.clock())  # the grace period restarts with us
             notes.append(f"job {job.id}: was being cancelled; SIGKILL after the grace period")
     return notes

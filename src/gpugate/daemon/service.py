@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from gpugate.api.schemas import JobSubmission
+from gpugate.api.schemas import JobSubmission, SimLoadRequest
 from gpugate.core.limits import never_fits
 from gpugate.daemon.engine import Engine
+from gpugate.gpu.sim import SimMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec, Transition
 from gpugate.states import IllegalTransition, JobState
@@ -176,6 +177,23 @@ class Service:
         self.engine.commit([(moved, note)])
         self.wake()
         return moved
+
+    # -------------------------------------------------------------- simulated GPUs
+    def sim_load(self, request: SimLoadRequest) -> None:
+        """Inject or clear outside load on simulated GPUs, and act on it at once."""
+        monitor = self.engine.monitor
+        if not isinstance(monitor, SimMonitor):
+            raise ServiceError("the daemon is not running simulated GPUs", 409)
+        try:
+            if request.clear:
+                monitor.clear_load(request.name)
+            else:
+                name = request.name or "external"
+                monitor.inject_load(name, request.gpu, request.mem_bytes, request.util_pct)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from None
+        self.engine.observe(monitor.snapshot())  # the answer shows the change
+        self.wake()
 
     def _apply(self, job: Job, state: JobState, now: float, why: str, **changes: Any) -> Job:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from gpugate.api import schemas as api
+from gpugate.core.load import GpuLoad, build_loads
 from gpugate.core.queue import in_queue_order
 from gpugate.daemon.engine import Engine
 from gpugate.model import GpuSnapshot, Job, Transition
@@ -78,20 +79,20 @@ def job_list(
 
 
 def gpu_list(engine: Engine) -> api.GpuList:
+    """What the monitor sees, with each GPU's load as admission counts it (core.load)."""
     snap = engine.snapshot
-    views = {v.uuid: v for v in engine.gpu_views()}
+    holders = engine.holders()
+    starting = {j.id for j in holders if j.state is JobState.STARTING}
+    loads = build_loads(engine.gpu_views(), holders, engine.usage, engine.config.policy, starting)
     return api.GpuList(
         backend=snap.backend,
         note=snap.note,
         taken_at=snap.taken_at,
-        gpus=[_gpu_view(engine, g, views[g.uuid].util_pct) for g in snap.gpus],
+        gpus=[_gpu_info(engine, g, loads[g.uuid]) for g in snap.gpus],
     )
 
 
-def _gpu_view(engine: Engine, gpu: GpuSnapshot, smoothed: float | None) -> api.GpuInfo:
-    limits = engine.config.policy.limits_for(gpu.uuid, gpu.index)
-    holders = [j for j in engine.active.values() if gpu.uuid in j.gpu_uuids and j.state.holds_gpus]
-    reserved = sum(_reserved_mem(engine, j, gpu.uuid) for j in holders)
+def _gpu_info(engine: Engine, gpu: GpuSnapshot, load: GpuLoad) -> api.GpuInfo:
     return api.GpuInfo(
         index=gpu.index,
         uuid=gpu.uuid,
@@ -99,11 +100,11 @@ def _gpu_view(engine: Engine, gpu: GpuSnapshot, smoothed: float | None) -> api.G
         mem_total_bytes=gpu.mem_total_bytes,
         mem_used_bytes=gpu.mem_used_bytes,
         util_pct=gpu.util_pct,
-        util_smoothed_pct=smoothed,
-        util_headroom_pct=limits.util_headroom_pct,
-        mem_headroom_pct=limits.mem_headroom_pct,
-        reserved_mem_bytes=reserved,
-        jobs=sorted(j.id for j in holders),
+        util_smoothed_pct=load.view.util_pct,
+        util_headroom_pct=load.limits.util_headroom_pct,
+        mem_headroom_pct=load.limits.mem_headroom_pct,
+        reserved_mem_bytes=load.reserved_bytes,
+        jobs=sorted(load.job_ids),
         processes=[
             api.GpuProcessView(p.pid, p.mem_bytes, p.util_pct, p.name, engine.pid_owner.get(p.pid))
             for p in gpu.processes
@@ -111,10 +112,3 @@ def _gpu_view(engine: Engine, gpu: GpuSnapshot, smoothed: float | None) -> api.G
         temperature_c=gpu.temperature_c,
         power_w=gpu.power_w,
     )
-
-
-def _reserved_mem(engine: Engine, job: Job, uuid: str) -> int:
-    if job.expected.mem_bytes is None:
-        return 0
-    seen = engine.usage.get(job.id, {}).get(uuid)
-    return max(0, job.expected.mem_bytes - (seen.mem_bytes if seen else 0))

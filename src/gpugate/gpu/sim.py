@@ -96,6 +96,30 @@ class SimMonitor:
         path = base.get("PATH", os.defpath)
         return {SIM_DIR_ENV: str(self.channel), "PATH": f"{path}:{Path(sys.executable).parent}"}
 
+    def inject_load(self, name: str, gpu: str, mem_bytes: int, util_pct: float) -> Path:
+        """Outside load on one GPU (by index or uuid), counted until cleared."""
+        keys = {g.uuid for g in self.gpus} | {str(g.index) for g in self.gpus}
+        if gpu not in keys:
+            raise ValueError(f"no simulated GPU {gpu!r} (indices 0-{len(self.gpus) - 1})")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"load name must be letters, digits, '.', '_' or '-': {name!r}")
+        path = self.channel / f"load-{name}.json"
+        _write_atomic(path, {"pid": 0, "gpu": gpu, "mem_bytes": mem_bytes, "util_pct": util_pct})
+        return path
+
+    def clear_load(self, name: str | None = None) -> int:
+        """Remove one injected load (or all of them); returns how many were removed."""
+        if name:
+            paths = [self.channel / f"load-{name}.json"]
+        else:
+            paths = list(self.channel.glob("load-*.json"))
+        removed = 0
+        for path in paths:
+            if path.exists():
+                path.unlink()
+                removed += 1
+        return removed
+
     def close(self) -> None:
         pass
 
@@ -224,28 +248,6 @@ def _check_fits(
                 f"CUDA out of memory. Tried to allocate {format_bytes(mem_bytes)}"
                 f" (GPU {key}; {format_bytes(total)} total capacity; {format_bytes(free)} free)"
             )
-
-
-def inject_load(
-    channel: Path, name: str, gpu: str, mem_bytes: int, util_pct: float, pid: int = 0
-) -> Path:
-    """Outside load on one GPU (by index or uuid); ``pid=0`` keeps it until removed."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"load name must be letters, digits, '.', '_' or '-': {name!r}")
-    path = channel / f"load-{name}.json"
-    _write_atomic(path, {"pid": pid, "gpu": gpu, "mem_bytes": mem_bytes, "util_pct": util_pct})
-    return path
-
-
-def clear_load(channel: Path, name: str | None = None) -> int:
-    """Remove one injected load (or all of them); returns how many were removed."""
-    paths = [channel / f"load-{name}.json"] if name else list(channel.glob("load-*.json"))
-    removed = 0
-    for path in paths:
-        if path.exists():
-            path.unlink()
-            removed += 1
-    return removed
 
 
 DEFAULT_SIM_SPEC = "sim:2x24GiB"
