@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpugate.core.policy import Policy
-from gpugate.core.types import GpuView, SchedulingRequest
+from gpugate.core.types import Drain, GpuView, SchedulingRequest
 from gpugate.model import (
     WHOLE_GPU,
     Expectation,
@@ -126,6 +126,7 @@ def request(
     policy: Policy | None = None,
     usage: Mapping[int, Mapping[str, JobUsage]] | None = None,
     dependency_states: Mapping[int, JobState] | None = None,
+    drain: Drain | None = None,
 ) -> SchedulingRequest:
     return SchedulingRequest(
         now=now,
@@ -134,4 +135,5 @@ def request(
         policy=policy or Policy(),
         usage=usage or {},
         dependency_states=dependency_states or {},
+        drain=drain,
     )

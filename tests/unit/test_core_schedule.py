@@ -12,7 +12,7 @@ import pytest
 from gpugate.core.policy import Admission, GpuLimits, Policy
 from gpugate.core.queue import effective_priority
 from gpugate.core.schedule import schedule
-from gpugate.core.types import SchedulingReply, Verdict
+from gpugate.core.types import Drain, SchedulingReply, Verdict
 from gpugate.states import JobState
 from tests.unit.factories import gpu, job, request, running, seen, starting
 
@@ -376,6 +376,7 @@ BIG_HEAD_STORY = [
 ]
 BUSY_GPU = [gpu(0, used_gib=10)]
 BUSY_USAGE = {1: {"GPU-0": seen(10)}}
+BOUNDED = Policy(max_head_wait_s=1800)  # the default is no bound: greedy backfill
 
 
 def test_a_small_job_backfills_around_a_blocked_big_head() -> None:
@@ -395,7 +396,9 @@ def test_with_backfill_off_nothing_passes_the_head() -> None:
 
 
 def test_backfill_continues_until_just_before_the_bound() -> None:
-    reply = schedule(request(BUSY_GPU, BIG_HEAD_STORY, usage=BUSY_USAGE, now=1799.9))
+    reply = schedule(
+        request(BUSY_GPU, BIG_HEAD_STORY, usage=BUSY_USAGE, now=1799.9, policy=BOUNDED)
+    )
 
     assert set(started(reply)) == {3}
     assert reply.drained_for is None
@@ -404,7 +407,7 @@ def test_backfill_continues_until_just_before_the_bound() -> None:
 def test_after_the_bound_the_heads_gpu_is_drained() -> None:
     """The head has waited 1800 s (max_head_wait_s): its GPU is kept free for it, so the
     small job that fits by memory waits and says for whom."""
-    reply = schedule(request(BUSY_GPU, BIG_HEAD_STORY, usage=BUSY_USAGE, now=1800))
+    reply = schedule(request(BUSY_GPU, BIG_HEAD_STORY, usage=BUSY_USAGE, now=1800, policy=BOUNDED))
 
     assert reply.starts == ()
     assert reply.drained_for == 2
@@ -420,10 +423,48 @@ def test_draining_keeps_only_the_heads_gpus_free() -> None:
     job, whose best fit would be GPU1, backfills onto GPU0 instead."""
     gpus = [gpu(0, used_gib=10), gpu(1, used_gib=15)]
     jobs = [running(1, "GPU-0", mem_gib=10), job(2, mem_gib=16), job(3, mem_gib=4, submitted_at=5)]
-    reply = schedule(request(gpus, jobs, usage=BUSY_USAGE, now=3600))
+    reply = schedule(request(gpus, jobs, usage=BUSY_USAGE, now=3600, policy=BOUNDED))
 
     assert reply.drained_for == 2
     assert started(reply) == {3: ("GPU-0",)}
+
+
+def test_by_default_backfill_has_no_bound() -> None:
+    """A day later the small job still backfills: draining is opt-in (see Policy)."""
+    reply = schedule(request(BUSY_GPU, BIG_HEAD_STORY, usage=BUSY_USAGE, now=86_400))
+
+    assert set(started(reply)) == {3}
+    assert reply.drain is None
+    assert reply.next_decision_at == 86_460  # only job 3's ramp-up window: no bound to reach
+
+
+def test_a_drain_stays_with_its_job_when_a_higher_priority_job_arrives() -> None:
+    """Job 2 waited past the bound and GPU1 is being emptied for it. A priority-5 job that
+    also cannot fit arrives: the drain does not move to it, and stays on GPU1."""
+    gpus = [gpu(0, used_gib=10), gpu(1, used_gib=15)]
+    jobs = [
+        running(1, "GPU-0", mem_gib=10),
+        job(2, mem_gib=16),
+        job(4, mem_gib=20, priority=5, submitted_at=3000),
+    ]
+    first = schedule(request(gpus, jobs[:2], usage=BUSY_USAGE, now=3600, policy=BOUNDED))
+    assert first.drain == Drain(2, ("GPU-1",))
+
+    later = schedule(
+        request(gpus, jobs, usage=BUSY_USAGE, now=3700, policy=BOUNDED, drain=first.drain)
+    )
+    assert later.drain == Drain(2, ("GPU-1",))
+    assert "kept free for job 2" in later.waiting[4]
+
+
+def test_the_next_decision_comes_when_a_ramp_window_ends_or_the_head_reaches_the_bound() -> None:
+    busy = [gpu(0, used_gib=10)]
+    head_only = [running(1, "GPU-0", mem_gib=10), job(2, mem_gib=16)]
+    reply = schedule(request(busy, head_only, usage=BUSY_USAGE, now=60, policy=BOUNDED))
+    assert reply.next_decision_at == 1800.0  # job 2, submitted at 0, reaches the bound
+
+    reply = schedule(request(BUSY_GPU, BIG_HEAD_STORY, usage=BUSY_USAGE, now=60, policy=BOUNDED))
+    assert reply.next_decision_at == 120.0  # job 3 starts now: its ramp window ends first
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,13 +584,17 @@ MEMORY_ONLY = Policy(admission=Admission.MEMORY_ONLY)
 WHOLE_GPU = Policy(admission=Admission.WHOLE_GPU)
 
 
-def test_memory_only_looks_at_free_memory_now_and_so_bursts() -> None:
-    """No reservation: the GPU reads 24 GiB free for each of the ten 8 GiB jobs, so all
-    ten start in one pass (the failure gpugate's HEADROOM policy exists to avoid)."""
+def test_memory_only_counts_its_own_starts_in_a_pass_but_not_jobs_still_loading() -> None:
+    """Three 8 GiB jobs fill 24 GiB in one pass. At the next pass those three are still
+    loading (nothing allocated yet): the GPU reads 24 GiB free, and three more start (the
+    burst gpugate's reservations exist to avoid)."""
     jobs = [job(i, submitted_at=i) for i in range(1, 11)]
     reply = schedule(request([gpu(0)], jobs, policy=MEMORY_ONLY))
+    assert set(started(reply)) == {1, 2, 3}
 
-    assert set(started(reply)) == set(range(1, 11))
+    loading = [job(i, state=JobState.STARTING, on=("GPU-0",), started_at=10) for i in (1, 2, 3)]
+    reply = schedule(request([gpu(0)], loading + jobs[3:], policy=MEMORY_ONLY, now=11))
+    assert set(started(reply)) == {4, 5, 6}
 
 
 def test_memory_only_refuses_a_job_larger_than_free_memory_and_ignores_util() -> None:

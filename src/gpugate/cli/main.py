@@ -138,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gpus)
 
-    p = sub.add_parser("sim", help="simulated GPUs: inject outside load, or declare a job's use")
+    p = sub.add_parser(
+        "sim",
+        help="the simulator (run, report, policies); simulated GPUs of a daemon (load, clear, use)",
+    )
     simsub = p.add_subparsers(dest="sim_command", required=True)
+    _add_simulator_commands(simsub)
     q = simsub.add_parser("load", help="outside load on a simulated GPU (counts until cleared)")
     q.add_argument("--gpu", default="0", help="index or UUID")
     q.add_argument("--mem", type=_size)
@@ -157,9 +161,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_simulator_commands(simsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gpugate.cli.simulate import (
+        add_simulation_options,
+        cmd_sim_policies,
+        cmd_sim_report,
+        cmd_sim_run,
+    )
+
+    q = simsub.add_parser("run", help="compare policies on a workload (`gpugate sim --trace ...`)")
+    add_simulation_options(q, _size)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_sim_run, needs_client=False)
+    q = simsub.add_parser("report", help="run a comparison and write a Markdown report with charts")
+    add_simulation_options(q, _size)
+    q.add_argument("--out", default="sim-report", help="directory (default ./sim-report)")
+    q.set_defaults(func=cmd_sim_report, needs_client=False)
+    q = simsub.add_parser("policies", help="the policies the simulator knows")
+    q.set_defaults(func=cmd_sim_policies, needs_client=False)
+
+
+def _with_default_sim_command(argv: list[str]) -> list[str]:
+    """``gpugate sim --trace x ...`` means ``gpugate sim run --trace x ...``."""
+    if (
+        len(argv) >= 2
+        and argv[0] == "sim"
+        and argv[1].startswith("-")
+        and argv[1] not in ("-h", "--help")
+    ):
+        return ["sim", "run", *argv[1:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(
+        _with_default_sim_command(list(sys.argv[1:] if argv is None else argv))
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

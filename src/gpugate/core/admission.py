@@ -23,8 +23,9 @@ def fit_headroom(load: GpuLoad, job: Job, policy: Policy) -> str | None:
 
 
 def fit_memory_only(load: GpuLoad, job: Job, policy: Policy) -> str | None:
-    """Free memory right now, no reservation, no utilization (what gpusched-like tools do)."""
-    free = load.view.mem_total_bytes - load.view.mem_used_bytes
+    """Free memory right now, no reservation, no utilization (what gpusched-like tools do).
+    Jobs it starts in the same pass count: such a tool would see them at its next poll."""
+    free = load.view.mem_total_bytes - load.view.mem_used_bytes - load.started_now_bytes
     need = load.view.mem_total_bytes if job.expected.mem_bytes is None else job.expected.mem_bytes
     if need > free:
         return f"{load.label} free memory {format_bytes(free)} < {format_bytes(need)}"
@@ -46,8 +47,6 @@ FIT_CHECKS: dict[Admission, FitCheck] = {
 
 
 def _taken(load: GpuLoad) -> str | None:
-    if load.drained_for is not None:
-        return f"{load.label} kept free for job {load.drained_for} (waited past backfill bound)"
     if load.exclusive_job is not None:
         return f"{load.label} held exclusively by job {load.exclusive_job}"
     if load.whole_job is not None:

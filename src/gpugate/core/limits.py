@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gpugate.core.policy import Policy
+from gpugate.core.policy import Admission, Policy
 from gpugate.core.types import GpuView
 from gpugate.model import Expectation
 from gpugate.units import format_bytes
@@ -20,6 +20,8 @@ def never_fits(
         return "this machine has no GPU: submit with --gpus 0, or run the daemon on simulated GPUs"
     if gpus_wanted > len(gpus):
         return f"asks for {gpus_wanted} GPUs; this machine has {len(gpus)}"
+    if policy.admission is not Admission.HEADROOM:
+        return _never_fits_plainly(gpus_wanted, expected, gpus)
     big_enough = [g for g in gpus if _fits_idle(g, expected, policy)]
     if len(big_enough) >= gpus_wanted:
         return None
@@ -34,6 +36,16 @@ def never_fits(
         f" allows {format_bytes(int(cap))} ({limits.mem_headroom_pct:.0f}% of"
         f" {format_bytes(largest.mem_total_bytes)})"
     )
+
+
+def _never_fits_plainly(
+    gpus_wanted: int, expected: Expectation, gpus: Sequence[GpuView]
+) -> str | None:
+    """Rules without headroom (whole GPU, free memory) only need the memory to exist."""
+    need = expected.mem_bytes or 0
+    if sum(1 for g in gpus if g.mem_total_bytes >= need) >= gpus_wanted:
+        return None
+    return f"needs {format_bytes(need)} per GPU on {gpus_wanted} GPU(s); no GPU has that much"
 
 
 def _fits_idle(gpu: GpuView, expected: Expectation, policy: Policy) -> bool:

@@ -23,6 +23,7 @@ class GpuLoad:
     exclusive_job: int | None = None  # a job that asked for this GPU to itself
     whole_job: int | None = None  # an unknown-size job still ramping up: it may take it all
     drained_for: int | None = None  # kept free for a long-blocked head job
+    started_now_bytes: int = 0  # declared by jobs this pass decided to start here
 
     @property
     def label(self) -> str:
@@ -107,3 +108,4 @@ def _add_holder(load: GpuLoad, job: Job, seen: JobUsage | None, ramping: bool) -
 def reserve(load: GpuLoad, job: Job) -> None:
     """Account in this pass for a job just decided to start on this GPU."""
     _add_holder(load, job, None, ramping=True)
+    load.started_now_bytes += job.expected.mem_bytes or load.view.mem_total_bytes

@@ -23,7 +23,7 @@ def place(
     fitting: list[GpuLoad] = []
     refusals: list[str] = []
     for load in loads:
-        reason = fits(load, job, policy)
+        reason = _drained(load) or fits(load, job, policy)
         if reason is None:
             fitting.append(load)
         else:
@@ -33,6 +33,13 @@ def place(
         fitting.sort(key=lambda load: _fit_key(load, job))
         return fitting[:wanted], None
     return [], _not_enough(wanted, len(fitting), refusals)
+
+
+def _drained(load: GpuLoad) -> str | None:
+    """The backfill bound holds under every admission rule: a drained GPU takes no one."""
+    if load.drained_for is None:
+        return None
+    return f"{load.label} kept free for job {load.drained_for} (waited past backfill bound)"
 
 
 def _fit_key(load: GpuLoad, job: Job) -> tuple[int, float, int]:

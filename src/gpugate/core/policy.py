@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+
+class QueueOrder(StrEnum):
+    """Which queued job is considered first."""
+
+    PRIORITY = "priority"  # priority plus aging, first come first served among equals
+    FIFO = "fifo"  # queue-entry order (submit, or release), priorities ignored (task-spooler)
+    SHORTEST_FIRST = "shortest-first"  # expected run time; unknown last (the SJF oracle)
 
 
 class Admission(StrEnum):
@@ -32,14 +41,20 @@ class Policy:
     drained for it: nothing new starts there, so the head waits at most
     ``max_head_wait_s`` plus the remaining run time of the gpugate jobs already on those
     GPUs (outside load, which gpugate does not control, can still delay it).
+
+    Off (infinite) by default: on the Alibaba trace the simulator shows a 30-minute bound
+    multiplying the average JCT several times over (drains idle GPUs for hours behind
+    day-long jobs) while barely shortening the waits of the big jobs it protects
+    (docs/simulator.md). Preemption is the better tool for those.
     """
 
     admission: Admission = Admission.HEADROOM
+    order: QueueOrder = QueueOrder.PRIORITY
     limits: GpuLimits = GpuLimits()
     per_gpu_limits: Mapping[str, GpuLimits] = field(default_factory=dict)  # by uuid or index
     aging_per_hour: float = 1.0  # priority points a waiting job gains per hour
     backfill: bool = True
-    max_head_wait_s: float = 1800.0
+    max_head_wait_s: float = math.inf  # off; e.g. 1800 bounds the head's wait
     ramp_timeout_s: float = 60.0  # a started job's reservation lasts at most this long...
     ramp_level: float = 0.9  # ...or until its memory is seen at this fraction of expected
     idle_mem_pct: float = 10.0  # a GPU counts as idle (for exclusive/unknown-size jobs)

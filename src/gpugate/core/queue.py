@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
+from gpugate.core.policy import Policy, QueueOrder
 from gpugate.model import Job
 from gpugate.states import JobState
 
@@ -21,7 +23,16 @@ def effective_priority(job: Job, now: float, aging_per_hour: float) -> float:
     return job.priority + aging_per_hour * waited_h
 
 
-def in_queue_order(jobs: Sequence[Job], now: float, aging_per_hour: float) -> list[Job]:
+def in_queue_order(jobs: Sequence[Job], now: float, policy: Policy) -> list[Job]:
+    """The order in which ``schedule()`` considers queued jobs (``policy.order``)."""
+    if policy.order is QueueOrder.FIFO:
+        return sorted(jobs, key=lambda job: (job.waiting_since, job.id))
+    if policy.order is QueueOrder.SHORTEST_FIRST:
+        return sorted(jobs, key=_shortest_first_key)
+    return _by_priority(jobs, now, policy.aging_per_hour)
+
+
+def _by_priority(jobs: Sequence[Job], now: float, aging_per_hour: float) -> list[Job]:
     """Highest effective priority first; FIFO (submit time, then id) among equals.
 
     Aging is linear, so ``priority + rate * (now - submitted)`` orders jobs exactly like
@@ -36,6 +47,11 @@ def in_queue_order(jobs: Sequence[Job], now: float, aging_per_hour: float) -> li
         return -(job.priority + rate * waited), job.submitted_at, job.id
 
     return sorted(jobs, key=key)
+
+
+def _shortest_first_key(job: Job) -> tuple[float, float, int]:
+    run_s = job.expected.run_s
+    return (math.inf if run_s is None else run_s), job.submitted_at, job.id
 
 
 def dependency_verdict(job: Job, states: Mapping[int, JobState]) -> tuple[bool, str | None]:

@@ -6,6 +6,7 @@ clock, no I/O, no NVML: so every decision is reproducible and carries its reason
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from gpugate.core.admission import FIT_CHECKS
@@ -13,7 +14,7 @@ from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
 from gpugate.core.placement import place
 from gpugate.core.policy import Policy
 from gpugate.core.queue import dependency_verdict, in_queue_order
-from gpugate.core.types import SchedulingReply, SchedulingRequest, Start, Verdict
+from gpugate.core.types import Drain, SchedulingReply, SchedulingRequest, Start, Verdict
 from gpugate.model import Job
 from gpugate.states import JobState
 from gpugate.units import format_bytes
@@ -31,21 +32,47 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     loads = build_loads(request.gpus, holders, request.usage, request.policy, ramping)
     waiting: dict[int, str] = {}
     candidates, cancels = _eligible(request, waiting)
-    ordered = in_queue_order(candidates, request.now, request.policy.aging_per_hour)
+    ordered = in_queue_order(candidates, request.now, request.policy)
     cpu_jobs: list[Job] = []
     gpu_jobs: list[Job] = []
     for job in ordered:
         (gpu_jobs if job.spec.gpus else cpu_jobs).append(job)
     cpu_busy = sum(1 for j in holders if j.spec.gpus == 0)
     starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
-    gpu_starts, drained_for = _start_gpu_jobs(gpu_jobs, loads, request, waiting)
+    gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, request, waiting)
+    starts += gpu_starts
     return SchedulingReply(
-        starts=tuple(starts + gpu_starts),
+        starts=tuple(starts),
         waiting=waiting,
         cancels=tuple(cancels),
         ramped=tuple(ramped),
-        drained_for=drained_for,
+        drained_for=None if drain is None else drain.job_id,
+        drain=drain,
+        next_decision_at=_next_decision_at(request, ramping, gpu_jobs, starts),
     )
+
+
+def _next_decision_at(
+    request: SchedulingRequest, ramping: set[int], queued: Sequence[Job], starts: Sequence[Start]
+) -> float | None:
+    """The earliest future time at which this pass's answer could change with no event:
+    a ramp-up window ends (its reservation drops), or a waiting job reaches the backfill
+    bound (its GPUs get drained). Started-now jobs open a ramp window of their own."""
+    policy, now = request.policy, request.now
+    times = [
+        j.started_at + policy.ramp_timeout_s
+        for j in request.jobs
+        if j.id in ramping and j.started_at is not None
+    ]
+    if starts and any(s.gpu_uuids for s in starts):
+        times.append(now + policy.ramp_timeout_s)
+    if policy.backfill and math.isfinite(policy.max_head_wait_s):
+        started = {s.job_id for s in starts}
+        waits = (j.waiting_since for j in queued if j.id not in started)
+        oldest = min(waits, default=None)
+        if oldest is not None:
+            times.append(oldest + policy.max_head_wait_s)
+    return min((t for t in times if t > now), default=None)
 
 
 def _ramped(holders: Sequence[Job], request: SchedulingRequest) -> list[Verdict]:
@@ -118,15 +145,15 @@ def _start_gpu_jobs(
     loads: dict[str, GpuLoad],
     request: SchedulingRequest,
     waiting: dict[int, str],
-) -> tuple[list[Start], int | None]:
+) -> tuple[list[Start], Drain | None]:
     """Greedy in queue order; later jobs backfill around a blocked head within its bound."""
     policy = request.policy
     fits = FIT_CHECKS[policy.admission]
     starts: list[Start] = []
     head: Job | None = None
-    drained_for: int | None = None
+    drain: Drain | None = None
     refusals: dict[Shape, str] = {}  # same shape, same loads -> same answer: 100k jobs stay cheap
-    for job in jobs:
+    for job in _drained_job_first(jobs, request.drain):
         if head is not None and not policy.backfill:
             waiting[job.id] = f"behind job {head.id} (backfill is off)"
             continue
@@ -145,7 +172,7 @@ def _start_gpu_jobs(
             if head is None:
                 head = job
                 if _past_backfill_bound(job, request):
-                    drained_for = _drain_for(job, loads)
+                    drain = _drain_for(job, loads, request.drain)
                     waiting[job.id] = f"{why}; backfill stopped for it (waited past bound)"
                     refusals.clear()
             continue
@@ -153,7 +180,19 @@ def _start_gpu_jobs(
         for load in chosen:
             reserve(load, job)
         refusals.clear()
-    return starts, drained_for
+    return starts, drain
+
+
+def _drained_job_first(jobs: Sequence[Job], drain: Drain | None) -> Sequence[Job]:
+    """The job the last pass drained for stays the head until it starts: otherwise each new
+    arrival that outranks it would get a drain of its own, and the GPUs already emptied
+    for it would be handed out again."""
+    if drain is None:
+        return jobs
+    first = [j for j in jobs if j.id == drain.job_id]
+    if not first:
+        return jobs
+    return [*first, *(j for j in jobs if j.id != drain.job_id)]
 
 
 def _past_backfill_bound(job: Job, request: SchedulingRequest) -> bool:
@@ -161,15 +200,18 @@ def _past_backfill_bound(job: Job, request: SchedulingRequest) -> bool:
     return policy.backfill and request.now - job.waiting_since >= policy.max_head_wait_s
 
 
-def _drain_for(head: Job, loads: dict[str, GpuLoad]) -> int:
-    """Keep the head's future GPUs free: those that could hold it once gpugate jobs end,
-    preferring the ones with the fewest gpugate jobs and the least memory in use."""
+def _drain_for(head: Job, loads: dict[str, GpuLoad], previous: Drain | None) -> Drain:
+    """Keep the head's future GPUs free: those that could hold it once gpugate jobs end.
+    The ones drained for it last pass first (they are emptying), then the ones with the
+    fewest gpugate jobs and the least memory in use."""
     need = head.expected.mem_bytes or 0
+    kept = previous.gpu_uuids if previous is not None and previous.job_id == head.id else ()
     able = [g for g in loads.values() if g.mem_cap_bytes >= need]
-    able.sort(key=lambda g: (len(g.job_ids), g.mem_bytes, g.view.index))
-    for load in able[: head.spec.gpus]:
+    able.sort(key=lambda g: (g.view.uuid not in kept, len(g.job_ids), g.mem_bytes, g.view.index))
+    chosen = able[: head.spec.gpus]
+    for load in chosen:
         load.drained_for = head.id
-    return head.id
+    return Drain(head.id, tuple(g.view.uuid for g in chosen))
 
 
 def _admit_reason(chosen: Sequence[GpuLoad], job: Job) -> str:

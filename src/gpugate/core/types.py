@@ -22,6 +22,14 @@ class GpuView:
 
 
 @dataclass(frozen=True, slots=True)
+class Drain:
+    """GPUs kept free for a head job that waited past the backfill bound."""
+
+    job_id: int
+    gpu_uuids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SchedulingRequest:
     """Everything one scheduling pass may look at."""
 
@@ -31,6 +39,9 @@ class SchedulingRequest:
     policy: Policy
     usage: Mapping[int, Mapping[str, JobUsage]] = field(default_factory=dict)  # job -> uuid ->
     dependency_states: Mapping[int, JobState] = field(default_factory=dict)  # inactive deps
+    # the previous pass's drain: kept for that job, on those GPUs, while it waits, so the
+    # room emptied for it is not handed to whichever job heads the queue next
+    drain: Drain | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +68,7 @@ class SchedulingReply:
     cancels: tuple[Verdict, ...] = ()  # dependencies that can never be met
     ramped: tuple[Verdict, ...] = ()  # starting jobs whose reservation ends
     drained_for: int | None = None  # head job whose GPUs are kept free (backfill bound)
+    drain: Drain | None = None  # ...and those GPUs: pass it to the next request
+    # when time alone may change a decision (a ramp window ends, a wait reaches the
+    # backfill bound): call schedule() again then at the latest; None: only events matter
+    next_decision_at: float | None = None

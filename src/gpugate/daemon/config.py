@@ -12,7 +12,7 @@ Example ``config.toml`` (every key optional)::
     mem_headroom_pct = 90
     aging_per_hour = 1.0
     backfill = true
-    max_head_wait_s = 1800
+    max_head_wait_s = inf         # off; e.g. 1800 drains a head's GPUs after 30 min
     ramp_timeout_s = 60
     max_cpu_jobs = 8
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from gpugate.core.schedule import schedule
 from gpugate.core.smoothing import UtilWindow
-from gpugate.core.types import GpuView, SchedulingReply, SchedulingRequest
+from gpugate.core.types import Drain, GpuView, SchedulingReply, SchedulingRequest
 from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.paths import StatePaths
 from gpugate.gpu.base import GpuMonitor
@@ -59,6 +59,7 @@ class Engine:
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
         self._time_deadline: float | None = None
+        self.drain: Drain | None = None  # kept between passes (see SchedulingRequest.drain)
         self._peaks_unsaved: set[int] = set()  # peaks seen but not stored yet
         self._peaks_saved_at = 0.0
         self.pass_seconds = 0.0
@@ -139,9 +140,10 @@ class Engine:
         self._escalate_cancels(now)
         reply = schedule(self._request(now))
         self.reasons = dict(reply.waiting)  # ours to pop from
+        self.drain = reply.drain
         acted = self._act(reply, now)
         self._save_peaks(now)
-        self._time_deadline = self._deadline_after(now)
+        self._time_deadline = reply.next_decision_at
         self.pass_seconds = time.perf_counter() - started
         self.passes += 1
         return bool(ended or acted)
@@ -169,21 +171,6 @@ class Engine:
             times.append(self._time_deadline)
         return min(times, default=None)
 
-    def _deadline_after(self, now: float) -> float | None:
-        policy = self.config.policy
-        times = [
-            j.started_at + policy.ramp_timeout_s
-            for j in self.holders()
-            if j.state is JobState.STARTING and j.started_at is not None
-        ]
-        if policy.backfill and self.reasons:
-            waiting = (self.active.get(i) for i in self.reasons)
-            oldest = min((j.waiting_since for j in waiting if j is not None), default=None)
-            if oldest is not None:
-                times.append(oldest + policy.max_head_wait_s)
-        future = [t for t in times if t > now]
-        return min(future, default=None)
-
     def _request(self, now: float) -> SchedulingRequest:
         return SchedulingRequest(
             now=now,
@@ -192,6 +179,7 @@ class Engine:
             policy=self.config.policy,
             usage=self.usage,
             dependency_states=self._inactive_dependency_states(),
+            drain=self.drain,
         )
 
     def _inactive_dependency_states(self) -> dict[int, JobState]:

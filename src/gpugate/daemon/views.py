@@ -68,7 +68,7 @@ def job_list(
     queued = [j for j in active if j.state is JobState.QUEUED]
     if queued_limit is not None and len(queued) > queued_limit:
         policy = engine.config.policy
-        queued = in_queue_order(queued, engine.clock(), policy.aging_per_hour)[:queued_limit]
+        queued = in_queue_order(queued, engine.clock(), policy)[:queued_limit]
     others = sorted((j for j in active if j.state is not JobState.QUEUED), key=lambda j: j.id)
     # the most recently ended, shown like the rest in id order
     recent = sorted(engine.store.recent(recent_limit), key=lambda j: j.id) if recent_limit else []

@@ -1,0 +1,293 @@
+"""The event loop: a heap of ``(time, order, seq, event)`` in the spirit of SimPy, and one
+``core.schedule()`` pass after every instant at which something happened.
+
+The scheduler sees exactly what the daemon's scheduler sees: GPU views and per-job usage
+from a monitor (here the simulated machine), the active jobs with their states, and the
+clock (here the event time). Its reply is acted on like the daemon acts on it: starts go to
+the runner (here ``SimMachine.start``), ramp-up verdicts move jobs to running.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from gpugate.core.limits import never_fits
+from gpugate.core.policy import Policy
+from gpugate.core.schedule import schedule
+from gpugate.core.types import Drain, SchedulingReply, SchedulingRequest
+from gpugate.lifecycle import advance
+from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec
+from gpugate.sim.job import SimJob
+from gpugate.sim.machine import Interference, Placed, SimMachine
+from gpugate.states import JobState
+
+Progress = Callable[[int, int], None]  # (jobs ended, jobs in the workload)
+
+
+class Kind(IntEnum):
+    """Events of one instant run in this order: ends free room before anything asks."""
+
+    END = 0
+    ALLOCATE = 1
+    ARRIVE = 2
+    WAKE = 3  # a time-based decision (ramp window, backfill bound) is due
+
+
+class Outcome:
+    COMPLETED = "completed"
+    FAILED_OOM = "failed-oom"  # crashed with out-of-memory more often than allowed
+    REFUSED = "refused"  # could never fit this machine (the daemon refuses it at submit)
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """What happened to one job, for the metrics."""
+
+    job: SimJob
+    first_start_s: float | None = None
+    start_s: float | None = None  # of the run that ended it
+    end_s: float | None = None
+    oom_crashes: int = 0
+    outcome: str = ""
+
+    @property
+    def jct_s(self) -> float:
+        assert self.end_s is not None
+        return self.end_s - self.job.submit_s
+
+    @property
+    def queue_delay_s(self) -> float:
+        """Submit to first start: what the user waited before anything ran."""
+        assert self.first_start_s is not None
+        return self.first_start_s - self.job.submit_s
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Step functions sampled at every instant where something changed."""
+
+    at_s: list[float] = field(default_factory=list)
+    util_pct: list[list[float]] = field(default_factory=list)  # per GPU, observed
+    mem_pct: list[list[float]] = field(default_factory=list)  # per GPU, allocated
+    queued: list[int] = field(default_factory=list)
+    running: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SimResult:
+    policy_name: str
+    n_gpus: int
+    gpu_mem_bytes: int
+    policy: Policy
+    records: list[JobRecord]
+    timeline: Timeline
+    passes: int  # scheduler calls
+    wall_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    n_gpus: int = 8
+    gpu_mem_bytes: int = 32 * 2**30
+    max_oom_retries: int = 3  # a crashed job is resubmitted (as its user would) this often
+    record_timeline: bool = True
+
+
+class Simulation:
+    """One run of one policy over one workload. ``run()`` once."""
+
+    def __init__(
+        self,
+        jobs: Sequence[SimJob],
+        policy: Policy,
+        interference: Interference,
+        config: SimConfig = SimConfig(),
+        policy_name: str = "",
+    ) -> None:
+        self.jobs = {j.id: j for j in jobs}
+        self.policy = policy
+        self.policy_name = policy_name
+        self.config = config
+        self.machine = SimMachine(config.n_gpus, config.gpu_mem_bytes, interference)
+        self.active: dict[int, Job] = {}
+        self.records = {j.id: JobRecord(j) for j in jobs}
+        self.timeline = Timeline()
+        self._heap: list[tuple[float, int, int, int, int]] = []  # time, kind, seq, job, version
+        self._seq = 0
+        self._wake_at: float | None = None
+        self._drain: Drain | None = None
+        self.passes = 0
+        self.ended = 0
+        for job in jobs:
+            self._push(job.submit_s, Kind.ARRIVE, job.id)
+
+    # --------------------------------------------------------------------------- loop
+    def run(self, progress: Progress | None = None) -> SimResult:
+        while self._heap:
+            now = self._heap[0][0]
+            while self._heap and self._heap[0][0] == now:
+                _, kind, _, job_id, version = heapq.heappop(self._heap)
+                self._handle(Kind(kind), job_id, version, now)
+            self._decide(now)
+            if progress is not None:
+                progress(self.ended, len(self.jobs))
+        return SimResult(
+            policy_name=self.policy_name,
+            n_gpus=self.config.n_gpus,
+            gpu_mem_bytes=self.config.gpu_mem_bytes,
+            policy=self.policy,
+            records=[self.records[i] for i in sorted(self.records)],
+            timeline=self.timeline,
+            passes=self.passes,
+        )
+
+    def _push(self, at: float, kind: Kind, job_id: int, version: int = 0) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, kind, self._seq, job_id, version))
+
+    def _handle(self, kind: Kind, job_id: int, version: int, now: float) -> None:
+        if kind is Kind.ARRIVE:
+            self._arrive(self.jobs[job_id], now)
+        elif kind is Kind.ALLOCATE:
+            placed = self.machine.placed.get(job_id)
+            if placed is not None and placed.run == version:
+                self._allocate(job_id, now)
+        elif kind is Kind.END:
+            placed = self.machine.placed.get(job_id)
+            if placed is not None and placed.version == version:
+                self._complete(job_id, now)
+        # WAKE carries nothing: the pass after it is the point
+
+    # ------------------------------------------------------------------------- events
+    def _arrive(self, sim_job: SimJob, now: float) -> None:
+        job = _as_gpugate_job(sim_job)
+        if never_fits(job.spec.gpus, job.expected, self.machine.views(), self.policy):
+            self._finish_record(sim_job.id, now, Outcome.REFUSED)
+            return
+        self.active[job.id] = job
+
+    def _allocate(self, job_id: int, now: float) -> None:
+        fitted, changed = self.machine.allocate(job_id, now)
+        if fitted:
+            self._reschedule_ends(changed)
+        else:
+            self._crash_oom(job_id, now)
+
+    def _complete(self, job_id: int, now: float) -> None:
+        self._reschedule_ends(self.machine.remove(job_id, now))
+        job = self.active.pop(job_id)
+        advance(job, JobState.SUCCEEDED, now, "exited 0")  # checks the edge is legal
+        self._finish_record(job_id, now, Outcome.COMPLETED)
+
+    def _crash_oom(self, job_id: int, now: float) -> None:
+        job = self.active.pop(job_id)
+        advance(job, JobState.FAILED, now, "CUDA out of memory")
+        record = self.records[job_id]
+        record.oom_crashes += 1
+        if record.oom_crashes > self.config.max_oom_retries:
+            self._finish_record(job_id, now, Outcome.FAILED_OOM)
+            return
+        # resubmitted at once, as its user (or a retry wrapper) would: back of its class
+        self.active[job_id] = _as_gpugate_job(self.jobs[job_id], queued_at=now)
+
+    def _finish_record(self, job_id: int, now: float, outcome: str) -> None:
+        record = self.records[job_id]
+        record.end_s = now
+        record.outcome = outcome
+        self.ended += 1
+
+    def _reschedule_ends(self, changed: list[Placed]) -> None:
+        for placed in changed:
+            self._push(placed.ends_at, Kind.END, placed.job.id, placed.version)
+
+    # -------------------------------------------------------------------------- decide
+    def _decide(self, now: float) -> None:
+        if not self.active:
+            self._sample(now)
+            return
+        reply = schedule(
+            SchedulingRequest(
+                now=now,
+                gpus=self.machine.views(),
+                jobs=list(self.active.values()),
+                policy=self.policy,
+                usage=self.machine.usage(),
+                drain=self._drain,
+            )
+        )
+        self._drain = reply.drain
+        self.passes += 1
+        self._act(reply, now)
+        self._sample(now)
+
+    def _act(self, reply: SchedulingReply, now: float) -> None:
+        for verdict in reply.ramped:
+            job = self.active[verdict.job_id]
+            self.active[job.id], _ = advance(
+                job, JobState.RUNNING, now, verdict.reason, ramped_at=now
+            )
+        for start in reply.starts:
+            self._start(start.job_id, start.gpu_uuids, start.reason, now)
+        wake = reply.next_decision_at
+        if wake is not None and wake != self._wake_at:
+            self._wake_at = wake
+            self._push(wake, Kind.WAKE, -1)
+
+    def _start(self, job_id: int, uuids: tuple[str, ...], reason: str, now: float) -> None:
+        job = self.active[job_id]
+        self.active[job_id], _ = advance(
+            job, JobState.STARTING, now, reason, gpu_uuids=uuids, started_at=now
+        )
+        record = self.records[job_id]
+        if record.first_start_s is None:
+            record.first_start_s = now
+        record.start_s = now
+        sim_job = self.jobs[job_id]
+        placed = self.machine.start(sim_job, uuids, now)
+        self._push(placed.ends_at, Kind.END, job_id, placed.version)
+        if sim_job.ramp_s < sim_job.run_s:  # a job shorter than its ramp never allocates
+            self._push(now + sim_job.ramp_s, Kind.ALLOCATE, job_id, placed.run)
+
+    def _sample(self, now: float) -> None:
+        if not self.config.record_timeline:
+            return
+        line = self.timeline
+        running = len(self.machine.placed)
+        line.at_s.append(now)
+        line.util_pct.append([g.util_pct for g in self.machine.gpus])
+        line.mem_pct.append([100 * g.mem_used_bytes / g.mem_total_bytes for g in self.machine.gpus])
+        line.queued.append(len(self.active) - running)
+        line.running.append(running)
+
+
+def _as_gpugate_job(sim_job: SimJob, queued_at: float | None = None) -> Job:
+    """The job as the daemon would store it right after ``gpugate submit``."""
+    if sim_job.declared_mem_bytes is None:
+        expected = Expectation(None, WHOLE_GPU.util_pct, WHOLE_GPU.source, run_s=sim_job.run_s)
+    else:
+        expected = Expectation(
+            sim_job.declared_mem_bytes,
+            sim_job.declared_util_pct,
+            ExpectationSource.DECLARED,
+            run_s=sim_job.run_s,  # the truth: only the shortest-first oracle reads it
+        )
+    spec = JobSpec(
+        command=sim_job.name or f"job {sim_job.id}",
+        cwd="/",
+        gpus=sim_job.gpus,
+        mem_bytes=expected.mem_bytes,
+        util_pct=sim_job.declared_util_pct,
+        name=sim_job.name,
+    )
+    return Job(
+        id=sim_job.id,
+        spec=spec,
+        state=JobState.QUEUED,
+        priority=sim_job.priority,
+        submitted_at=sim_job.submit_s,
+        expected=expected,
+        queued_at=queued_at,
+    )
