@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gpugate.core.admission import FitCheck
+from gpugate.core.admission import FitCheck, Refusal
 from gpugate.core.load import GpuLoad
 from gpugate.core.policy import Policy
 from gpugate.model import Job
@@ -21,7 +21,7 @@ def place(
     free for big jobs; ties go to the less utilized, then the lower index.
     """
     fitting: list[GpuLoad] = []
-    refusals: list[str] = []
+    refusals: list[Refusal] = []
     for load in loads:
         reason = _drained(load) or fits(load, job, policy)
         if reason is None:
@@ -35,11 +35,11 @@ def place(
     return [], _not_enough(wanted, len(fitting), refusals)
 
 
-def _drained(load: GpuLoad) -> str | None:
+def _drained(load: GpuLoad) -> Refusal | None:
     """The backfill bound holds under every admission rule: a drained GPU takes no one."""
-    if load.drained_for is None:
+    if (head := load.drained_for) is None:
         return None
-    return f"{load.label} kept free for job {load.drained_for} (waited past backfill bound)"
+    return lambda: f"{load.label} kept free for job {head} (waited past backfill bound)"
 
 
 def _fit_key(load: GpuLoad, job: Job) -> tuple[int, float, int]:
@@ -50,8 +50,8 @@ def _fit_key(load: GpuLoad, job: Job) -> tuple[int, float, int]:
     return left, load.util_pct, load.view.index
 
 
-def _not_enough(wanted: int, fitting: int, refusals: list[str]) -> str:
-    shown = "; ".join(refusals[:MAX_REASONS_SHOWN])
+def _not_enough(wanted: int, fitting: int, refusals: list[Refusal]) -> str:
+    shown = "; ".join(write() for write in refusals[:MAX_REASONS_SHOWN])
     if len(refusals) > MAX_REASONS_SHOWN:
         shown += f"; and {len(refusals) - MAX_REASONS_SHOWN} more"
     if wanted == 1:
