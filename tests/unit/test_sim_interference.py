@@ -11,13 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpugate.sim.interference import (
-    FITTED,
+from gpugate.sim.interference import FITTED, NONE, InterferenceModel
+from gpugate.sim.interference_fit import (
     FORMS,
-    NONE,
     FitErrors,
     FitResult,
-    InterferenceModel,
     choose,
     fit_gavel,
     main,

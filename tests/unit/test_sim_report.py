@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gpugate.sim.experiment import Experiment, Outcome, run_experiment
+from gpugate.sim.experiment import Comparison, Experiment, run_experiment
 from gpugate.sim.report import CHARTS, ReportError, bin_steps, bin_width_s, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -84,7 +84,7 @@ def test_bin_width_is_hourly_for_a_week_and_widens_for_longer_spans() -> None:
 
 # --- the report ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def outcome() -> Outcome:
+def outcome() -> Comparison:
     exp = Experiment(
         trace=None, synthetic_jobs=60, n_gpus=2, policies=("fifo", "gpugate"), seeds=(1, 2)
     )
@@ -92,7 +92,7 @@ def outcome() -> Outcome:
 
 
 def test_the_report_names_the_command_every_policy_and_a_row_for_each(
-    outcome: Outcome, tmp_path: Path
+    outcome: Comparison, tmp_path: Path
 ) -> None:
     path = write_report(outcome, tmp_path / "out", COMMAND, baseline="fifo", today=date(2025, 1, 2))
     text = path.read_text(encoding="utf-8")
@@ -109,7 +109,7 @@ def test_the_report_names_the_command_every_policy_and_a_row_for_each(
     assert "p95 wait, high" in text  # the synthetic workload names its priority classes
 
 
-def test_every_chart_the_report_links_is_a_png(outcome: Outcome, tmp_path: Path) -> None:
+def test_every_chart_the_report_links_is_a_png(outcome: Comparison, tmp_path: Path) -> None:
     text = write_report(outcome, tmp_path, COMMAND).read_text(encoding="utf-8")
 
     linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
@@ -120,14 +120,16 @@ def test_every_chart_the_report_links_is_a_png(outcome: Outcome, tmp_path: Path)
         assert len(data) > 1000, name
 
 
-def test_a_baseline_not_in_the_run_drops_the_comparison(outcome: Outcome, tmp_path: Path) -> None:
+def test_a_baseline_not_in_the_run_drops_the_comparison(
+    outcome: Comparison, tmp_path: Path
+) -> None:
     text = write_report(outcome, tmp_path, COMMAND).read_text(encoding="utf-8")
 
     assert "relative to" not in text  # fifo-backfill, the default, was not run
 
 
 def test_without_matplotlib_the_report_says_how_to_install_it(
-    outcome: Outcome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    outcome: Comparison, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in [n for n in sys.modules if n.split(".")[0] == "matplotlib"] + ["matplotlib"]:
         monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: import fails

@@ -9,17 +9,15 @@ from pathlib import Path
 import pytest
 
 from gpugate.sim.alibaba import PRIORITY_NAMES, load_alibaba
+from gpugate.sim.csvio import WorkloadError
 from gpugate.sim.job import SimJob, Workload
+from gpugate.sim.tracefile import load_csv, load_trace, save_csv
 from gpugate.sim.workload import (
     DAY_S,
-    WorkloadError,
     last_days,
-    load_csv,
-    load_trace,
     offered_load,
     rescale_factor,
     rescale_to_load,
-    save_csv,
     select_days,
     split_by_time,
     synthetic,

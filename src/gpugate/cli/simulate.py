@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gpugate.cli.errors import EXIT_USAGE, CliError
 
 if TYPE_CHECKING:
-    from gpugate.sim.experiment import Experiment, Outcome
+    from gpugate.sim.experiment import Comparison, Experiment
 
 PROGRESS_EVERY_S = 0.5
 
@@ -121,9 +121,9 @@ def cmd_sim_policies(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> Outcome:
+def _run(args: argparse.Namespace) -> Comparison:
+    from gpugate.sim.csvio import WorkloadError
     from gpugate.sim.experiment import run_experiment
-    from gpugate.sim.workload import WorkloadError
 
     exp = experiment_from_args(args)
     if exp.trace is not None and not Path(exp.trace).is_file():
@@ -167,7 +167,7 @@ class ProgressLine:
             sys.stderr.write("\n")
 
 
-def summary_table(outcome: Outcome) -> str:
+def summary_table(outcome: Comparison) -> str:
     exp = outcome.experiment
     header = (
         f"{exp.trace or 'synthetic'}: {len(outcome.workloads[exp.seeds[0]].jobs)} jobs,"
@@ -203,7 +203,7 @@ def summary_table(outcome: Outcome) -> str:
     return "\n".join([header, *lines])
 
 
-def _top_priority(outcome: Outcome) -> int:
+def _top_priority(outcome: Comparison) -> int:
     jobs = outcome.workloads[outcome.experiment.seeds[0]].jobs
     return max((j.priority for j in jobs), default=0)
 
@@ -216,7 +216,7 @@ def _hours(estimate: Any) -> str:
     return f"{mean:.2f} ± {half:.2f}" if estimate.n > 1 and half > 0 else f"{mean:.2f}"
 
 
-def outcome_as_json(outcome: Outcome) -> dict[str, Any]:
+def outcome_as_json(outcome: Comparison) -> dict[str, Any]:
     return {
         "experiment": outcome.experiment.describe(),
         "offered_load": outcome.offered_load,

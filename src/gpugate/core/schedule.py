@@ -48,12 +48,16 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
         ramped=tuple(ramped),
         drained_for=None if drain is None else drain.job_id,
         drain=drain,
-        next_decision_at=_next_decision_at(request, ramping, gpu_jobs, starts),
+        next_decision_at=_next_decision_at(request, holders, ramping, gpu_jobs, starts),
     )
 
 
 def _next_decision_at(
-    request: SchedulingRequest, ramping: set[int], queued: Sequence[Job], starts: Sequence[Start]
+    request: SchedulingRequest,
+    holders: Sequence[Job],
+    ramping: set[int],
+    queued: Sequence[Job],
+    starts: Sequence[Start],
 ) -> float | None:
     """The earliest future time at which this pass's answer could change with no event:
     a ramp-up window ends (its reservation drops), or a waiting job reaches the backfill
@@ -61,7 +65,7 @@ def _next_decision_at(
     policy, now = request.policy, request.now
     times = [
         j.started_at + policy.ramp_timeout_s
-        for j in request.jobs
+        for j in holders
         if j.id in ramping and j.started_at is not None
     ]
     if starts and any(s.gpu_uuids for s in starts):

@@ -12,11 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 from gpugate.api.schemas import JobSubmission, SimLoadRequest
+from gpugate.core.expectation import expected_use
 from gpugate.core.limits import never_fits
 from gpugate.daemon.engine import Engine
 from gpugate.gpu.sim import SimMonitor
 from gpugate.lifecycle import advance
-from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec, Transition
+from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, Transition
 from gpugate.states import IllegalTransition, JobState
 from gpugate.store.base import UnknownJob
 
@@ -99,14 +100,12 @@ class Service:
         return Job(0, spec, state, sub.priority, now, expected, reason=reason)
 
     def _expectation(self, spec: JobSpec, history: dict[str, Expectation | None]) -> Expectation:
-        """Declared, else the last successful run's observed peak, else the whole GPU."""
-        if spec.mem_bytes is not None or spec.util_pct is not None:
-            return Expectation(spec.mem_bytes, spec.util_pct or 0.0, ExpectationSource.DECLARED)
-        if spec.gpus == 0:
-            return Expectation(0, 0.0, ExpectationSource.DECLARED)
-        if spec.command not in history:  # a sweep repeats commands: one lookup each
-            history[spec.command] = self._from_history(spec.command)
-        return history[spec.command] or WHOLE_GPU
+        def recall() -> Expectation | None:
+            if spec.command not in history:  # a sweep repeats commands: one lookup each
+                history[spec.command] = self._from_history(spec.command)
+            return history[spec.command]
+
+        return expected_use(spec, recall)
 
     def _from_history(self, command: str) -> Expectation | None:
         last = self.engine.store.last_success(command)

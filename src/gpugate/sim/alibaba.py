@@ -37,17 +37,20 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from gpugate.sim.csvio import (
+    WorkloadError,
+    parse_cell,
+    parse_count,
+    parse_seconds,
+    read_csv_header,
+    read_csv_rows,
+)
 from gpugate.sim.job import SimJob, Workload
 from gpugate.sim.workload import (
     DAY_S,
     DEFAULT_GPU_MEM_BYTES,
     WHOLE_GPU_MEM_FRACTION,
-    WorkloadError,
     draw_ramp_s,
-    parse_cell,
-    parse_count,
-    parse_seconds,
-    read_csv_rows,
     select_window,
     shift_to_zero,
 )
@@ -94,6 +97,12 @@ def load_alibaba(
         priority_names=dict(PRIORITY_NAMES),
     )
     return select_window(workload, window_days=window_days, last=last_days)
+
+
+def is_alibaba_trace(path: str | Path) -> bool:
+    """Does the file at ``path`` start with the Alibaba jobs CSV header?"""
+    header = read_csv_header(path)
+    return set(ALIBABA_COLUMNS) <= set(header)
 
 
 def drop_rules(

@@ -9,19 +9,22 @@ the runner (here ``SimMachine.start``), ramp-up verdicts move jobs to running.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from gpugate.core.expectation import expected_use
 from gpugate.core.limits import never_fits
 from gpugate.core.policy import Policy
 from gpugate.core.schedule import schedule
 from gpugate.core.types import Drain, SchedulingReply, SchedulingRequest
 from gpugate.lifecycle import advance
-from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec
+from gpugate.model import Job, JobSpec
 from gpugate.sim.job import SimJob
 from gpugate.sim.machine import Interference, Placed, SimMachine
+from gpugate.sim.workload import DEFAULT_GPU_MEM_BYTES
 from gpugate.states import JobState
 
 Progress = Callable[[int, int], None]  # (jobs ended, jobs in the workload)
@@ -91,9 +94,8 @@ class SimResult:
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     n_gpus: int = 8
-    gpu_mem_bytes: int = 32 * 2**30
+    gpu_mem_bytes: int = DEFAULT_GPU_MEM_BYTES
     max_oom_retries: int = 3  # a crashed job is resubmitted (as its user would) this often
-    record_timeline: bool = True
 
 
 class Simulation:
@@ -252,8 +254,6 @@ class Simulation:
             self._push(now + sim_job.ramp_s, Kind.ALLOCATE, job_id, placed.run)
 
     def _sample(self, now: float) -> None:
-        if not self.config.record_timeline:
-            return
         line = self.timeline
         running = len(self.machine.placed)
         line.at_s.append(now)
@@ -265,23 +265,16 @@ class Simulation:
 
 def _as_gpugate_job(sim_job: SimJob, queued_at: float | None = None) -> Job:
     """The job as the daemon would store it right after ``gpugate submit``."""
-    if sim_job.declared_mem_bytes is None:
-        expected = Expectation(None, WHOLE_GPU.util_pct, WHOLE_GPU.source, run_s=sim_job.run_s)
-    else:
-        expected = Expectation(
-            sim_job.declared_mem_bytes,
-            sim_job.declared_util_pct,
-            ExpectationSource.DECLARED,
-            run_s=sim_job.run_s,  # the truth: only the shortest-first oracle reads it
-        )
     spec = JobSpec(
         command=sim_job.name or f"job {sim_job.id}",
         cwd="/",
         gpus=sim_job.gpus,
-        mem_bytes=expected.mem_bytes,
-        util_pct=sim_job.declared_util_pct,
+        mem_bytes=sim_job.declared_mem_bytes,
+        util_pct=None if sim_job.declared_mem_bytes is None else sim_job.declared_util_pct,
         name=sim_job.name,
     )
+    # the true run time: only the shortest-first oracle reads it
+    expected = dataclasses.replace(expected_use(spec), run_s=sim_job.run_s)
     return Job(
         id=sim_job.id,
         spec=spec,

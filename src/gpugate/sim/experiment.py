@@ -4,7 +4,7 @@
 the Python API::
 
     from gpugate.sim.experiment import Experiment, run_experiment
-    outcome = run_experiment(Experiment(trace="jobs.csv", policies=("fifo", "gpugate")))
+    comparison = run_experiment(Experiment(trace="jobs.csv", policies=("fifo", "gpugate")))
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gpugate.core.policy import Policy
+from gpugate.sim.alibaba import is_alibaba_trace
+from gpugate.sim.csvio import WorkloadError
 from gpugate.sim.engine import SimConfig, SimResult, Simulation
 from gpugate.sim.interference import FITTED, NONE, InterferenceModel
 from gpugate.sim.job import SimJob, Workload
 from gpugate.sim.metrics import Metrics, Summary, summarize, summarize_runs
 from gpugate.sim.policies import DEFAULT_COMPARISON, policy_named
+from gpugate.sim.tracefile import load_trace
 from gpugate.sim.workload import (
     DEFAULT_GPU_MEM_BYTES,
-    WorkloadError,
-    load_trace,
     offered_load,
     rescale_to_load,
     synthetic,
@@ -62,7 +64,9 @@ class Experiment:
 
 
 @dataclass(slots=True)
-class Outcome:
+class Comparison:
+    """What ``run_experiment`` found: per policy, its metrics over seeds."""
+
     experiment: Experiment
     workloads: dict[int, Workload]  # by seed, as simulated (after rescaling)
     summaries: list[Summary]
@@ -80,7 +84,7 @@ def build_workload(exp: Experiment, seed: int) -> Workload:
         )
     else:
         options: dict[str, Any] = {"last_days": exp.last_days}
-        if _is_alibaba(exp.trace):
+        if is_alibaba_trace(exp.trace):
             options.update(seed=seed, gpu_mem_bytes=exp.gpu_mem_bytes, max_gpus=exp.n_gpus)
         workload = load_trace(exp.trace, **options)
     if not workload.jobs:
@@ -88,13 +92,6 @@ def build_workload(exp: Experiment, seed: int) -> Workload:
     jobs = _at_load(list(workload.jobs), exp)
     jobs = [_with_real_util(j, exp.real_util) for j in jobs]
     return dataclasses.replace(workload, jobs=jobs)
-
-
-def _is_alibaba(path: str) -> bool:
-    from gpugate.sim.alibaba import ALIBABA_COLUMNS
-    from gpugate.sim.workload import read_csv_rows
-
-    return set(ALIBABA_COLUMNS) <= set(read_csv_rows(path)[0])
 
 
 def _at_load(jobs: list[SimJob], exp: Experiment) -> list[SimJob]:
@@ -113,7 +110,7 @@ def _with_real_util(job: SimJob, fraction: float) -> SimJob:
     return dataclasses.replace(job, util_pct=job.util_pct * fraction)
 
 
-def run_experiment(exp: Experiment, progress: RunProgress | None = None) -> Outcome:
+def run_experiment(exp: Experiment, progress: RunProgress | None = None) -> Comparison:
     if exp.interference not in INTERFERENCE:
         raise ValueError(f"unknown interference model {exp.interference!r}: fitted or none")
     policies = [(name, policy_named(name)) for name in exp.policies]  # fail before any work
@@ -129,21 +126,20 @@ def run_experiment(exp: Experiment, progress: RunProgress | None = None) -> Outc
             first_runs.setdefault(name, result)
         summaries.append(summarize_runs(name, runs))
     first = workloads[exp.seeds[0]].jobs
-    declared = [_with_real_util(j, 1 / exp.real_util) for j in first]  # loads are by declaration
-    return Outcome(
+    return Comparison(
         exp,
         workloads,
         summaries,
         first_runs,
-        offered_load(declared, exp.n_gpus),
-        whole_gpu_load(declared, exp.n_gpus),
+        offered_load(first, exp.n_gpus),
+        whole_gpu_load(first, exp.n_gpus),
     )
 
 
 def _run_one(
     jobs: Sequence[SimJob],
     name: str,
-    policy: Any,
+    policy: Policy,
     config: SimConfig,
     exp: Experiment,
     seed: int,

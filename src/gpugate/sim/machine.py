@@ -11,7 +11,7 @@ GPU (data-parallel training waits for the slowest rank).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -118,24 +118,24 @@ class SimMachine:
         placed = self.placed.pop(job_id)
         for i in placed.gpus:
             del self.gpus[i].jobs[job_id]
-        return self._respeed(placed.gpus, now) if placed.allocated else self._recount(placed.gpus)
+        return self._respeed(placed.gpus, now)
 
     @staticmethod
     def _would_overflow(gpu: SimGpu, job: SimJob) -> bool:
         return gpu.mem_used_bytes + job.mem_bytes > gpu.mem_total_bytes
 
-    def _recount(self, gpus: Iterable[int]) -> list[Placed]:
-        for i in gpus:
-            self.gpus[i].recount()
-        return []
-
     def _respeed(self, gpus: Sequence[int], now: float) -> list[Placed]:
         """Recompute the speed of every job touching these GPUs (and their other GPUs)."""
-        self._recount(gpus)
+        for i in gpus:
+            self.gpus[i].recount()
         touched = {p.job.id: p for i in gpus for p in self.gpus[i].jobs.values()}
+        speeds: dict[int, dict[int, float]] = {}  # GPU -> job -> speed there, each GPU once
         changed = []
         for placed in touched.values():
-            speed = min((self._speed_on(self.gpus[i], placed) for i in placed.gpus), default=1.0)
+            speed = min(
+                (self._speeds_on(i, speeds).get(placed.job.id, 1.0) for i in placed.gpus),
+                default=1.0,
+            )
             if speed != placed.speed:
                 placed.advance_to(now)
                 placed.speed = speed
@@ -143,11 +143,15 @@ class SimMachine:
                 changed.append(placed)
         return changed
 
-    def _speed_on(self, gpu: SimGpu, placed: Placed) -> float:
-        if not placed.allocated:
-            return 1.0  # still loading: neither slowed nor slowing (its demand is not there yet)
-        allocated = [p for p in gpu.jobs.values() if p.allocated]
-        if len(allocated) == 1:
-            return 1.0
-        speeds = self.interference.speeds([p.job.util_pct / 100 for p in allocated])
-        return speeds[allocated.index(placed)]
+    def _speeds_on(self, index: int, known: dict[int, dict[int, float]]) -> dict[int, float]:
+        """Speed of each allocated job on GPU ``index``. A job still loading is absent: it
+        runs at full speed and slows no one (its demand is not there yet)."""
+        if index not in known:
+            allocated = [p.job for p in self.gpus[index].jobs.values() if p.allocated]
+            speeds = (
+                self.interference.speeds([j.util_pct / 100 for j in allocated])
+                if len(allocated) > 1
+                else [1.0] * len(allocated)
+            )
+            known[index] = {j.id: s for j, s in zip(allocated, speeds, strict=True)}
+        return known[index]

@@ -9,15 +9,15 @@ series come from the first seed's runs; the bars use every seed. Charts need mat
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gpugate.sim.engine import Outcome as JobOutcome
-from gpugate.sim.engine import SimResult
-from gpugate.sim.experiment import Outcome
+from gpugate.sim.engine import SimResult, Timeline
+from gpugate.sim.experiment import Comparison
 from gpugate.sim.metrics import Estimate, Summary
 from gpugate.sim.policies import POLICIES
 from gpugate.units import format_bytes
@@ -48,7 +48,7 @@ class Unit(NamedTuple):
 
 # --------------------------------------------------------------------------- entry point
 def write_report(
-    outcome: Outcome,
+    outcome: Comparison,
     out_dir: Path,
     command: str,
     baseline: str | None = "fifo-backfill",
@@ -68,7 +68,7 @@ def write_report(
     return path
 
 
-def write_charts(outcome: Outcome, out_dir: Path) -> None:
+def write_charts(outcome: Comparison, out_dir: Path) -> None:
     colors = {name: f"C{i % 10}" for i, name in enumerate(outcome.experiment.policies)}
     plot_jct_cdf(outcome.first_runs, colors, out_dir / "jct_cdf.png")
     plot_utilization(outcome.first_runs, colors, out_dir / "utilization.png")
@@ -123,7 +123,7 @@ def bin_width_s(span_s: float) -> float:
 
 
 # --------------------------------------------------------------------------- markdown
-def render_markdown(outcome: Outcome, command: str, baseline: str | None, today: date) -> str:
+def render_markdown(outcome: Comparison, command: str, baseline: str | None, today: date) -> str:
     exp = outcome.experiment
     workload = outcome.workloads[exp.seeds[0]]
     lines = [
@@ -167,7 +167,7 @@ def render_markdown(outcome: Outcome, command: str, baseline: str | None, today:
     return "\n".join(lines)
 
 
-def results_section(outcome: Outcome, baseline: str | None) -> list[str]:
+def results_section(outcome: Comparison, baseline: str | None) -> list[str]:
     summaries = outcome.summaries
     names = outcome.workloads[outcome.experiment.seeds[0]].priority_names
     priorities = _priorities(summaries)
@@ -349,16 +349,13 @@ def plot_jct_cdf(runs: Mapping[str, SimResult], colors: Mapping[str, str], path:
 
 
 def plot_utilization(runs: Mapping[str, SimResult], colors: Mapping[str, str], path: Path) -> None:
-    unit, bin_s = _time_axis(runs)
-    fig, ax = _axes(
-        f"Mean GPU utilization (first seed, {_duration(bin_s)} bins)",
-        f"time ({unit.label})",
+    fig, ax = _plot_series(
+        runs,
+        colors,
+        "Mean GPU utilization",
         "utilization, mean over GPUs (%)",
+        lambda line: [sum(gpus) / len(gpus) if gpus else 0.0 for gpus in line.util_pct],
     )
-    for name, result in runs.items():
-        line = result.timeline
-        util = [sum(gpus) / len(gpus) if gpus else 0.0 for gpus in line.util_pct]
-        _step(ax, bin_steps(line.at_s, util, bin_s), bin_s, unit, name, colors.get(name))
     headroom = _headroom_pct(runs)
     ax.axhline(headroom, linestyle="--", color="grey", label=f"headroom {headroom:g}%")
     ax.set_ylim(0, 105)
@@ -366,18 +363,33 @@ def plot_utilization(runs: Mapping[str, SimResult], colors: Mapping[str, str], p
 
 
 def plot_queue(runs: Mapping[str, SimResult], colors: Mapping[str, str], path: Path) -> None:
+    fig, ax = _plot_series(
+        runs,
+        colors,
+        "Queue length",
+        "queued jobs (time-weighted mean)",
+        lambda line: [float(q) for q in line.queued],
+    )
+    ax.set_ylim(bottom=0)
+    _save(fig, ax, path)
+
+
+def _plot_series(
+    runs: Mapping[str, SimResult],
+    colors: Mapping[str, str],
+    title: str,
+    ylabel: str,
+    series: Callable[[Timeline], list[float]],
+) -> tuple[Figure, Axes]:
+    """One binned step line per policy of ``series(timeline)`` over the first seed's run."""
     unit, bin_s = _time_axis(runs)
     fig, ax = _axes(
-        f"Queue length (first seed, {_duration(bin_s)} bins)",
-        f"time ({unit.label})",
-        "queued jobs (time-weighted mean)",
+        f"{title} (first seed, {_duration(bin_s)} bins)", f"time ({unit.label})", ylabel
     )
     for name, result in runs.items():
         line = result.timeline
-        queued = [float(q) for q in line.queued]
-        _step(ax, bin_steps(line.at_s, queued, bin_s), bin_s, unit, name, colors.get(name))
-    ax.set_ylim(bottom=0)
-    _save(fig, ax, path)
+        _step(ax, bin_steps(line.at_s, series(line), bin_s), bin_s, unit, name, colors.get(name))
+    return fig, ax
 
 
 def plot_jct_bars(summaries: Sequence[Summary], colors: Mapping[str, str], path: Path) -> None:

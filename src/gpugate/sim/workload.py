@@ -1,10 +1,10 @@
-"""Workloads for the simulator: how loaded they are, time windows, a seeded synthetic
-generator, and gpugate's own workload CSV format. Generic: used by every trace loader.
+"""Workloads for the simulator: how loaded they are, time windows, and a seeded synthetic
+generator. Generic: used by every trace loader (the file formats are in ``tracefile``).
 
 Offered load
 ------------
 A job asks for ``gpus * share`` GPUs for ``run_s`` seconds, where ``share`` is the fraction
-of each GPU it declares (``util_pct / 100`` for a job that declares its memory, 1 for a job
+of each GPU it declares (``declared_util_pct / 100`` for a job that declares its memory, 1 for a job
 that declares nothing and so gets whole GPUs). Over a machine of ``n_gpus``::
 
     offered_load = sum(gpus * share * run_s) / (n_gpus * arrival_span_s)
@@ -23,19 +23,18 @@ submits at 0 s. Train/test splits are by time, never at random.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import itertools
 import math
 import random
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from gpugate.sim.csvio import WorkloadError, parse_cell, parse_seconds, read_csv_rows
 from gpugate.sim.job import SimJob, Workload
-from gpugate.units import GiB, parse_bytes
+from gpugate.units import GiB
 
 DAY_S = 86_400.0
 DEFAULT_GPU_MEM_BYTES = 32 * GiB
@@ -60,23 +59,15 @@ SYN_PRIORITIES = {0: 0.3, 1: 0.5, 2: 0.2}
 SYN_PRIORITY_NAMES = {0: "low", 1: "normal", 2: "high"}
 SYN_OVERRUN_FACTOR = (1.25, 2.0)  # real / declared memory of an overrunning job, uniform
 
-CSV_FIELDS = tuple(f.name for f in dataclasses.fields(SimJob))
-_CSV_REQUIRED = frozenset(
-    f.name for f in dataclasses.fields(SimJob) if f.default is dataclasses.MISSING
-)
-
 
 _T = TypeVar("_T")
 
 
-class WorkloadError(ValueError):
-    """A workload that cannot be used; the message names the file and line when there is one."""
-
-
 # --- load ---------------------------------------------------------------------------------
 def gpu_share(job: SimJob) -> float:
-    """Fraction of each of its GPUs a job asks for: 1.0 unless it declares its memory."""
-    return 1.0 if job.declared_mem_bytes is None else job.util_pct / 100.0
+    """Fraction of each of its GPUs a job asks for: its declared utilization, or 1.0 when
+    it declares nothing (it gets whole GPUs). What it really uses does not change it."""
+    return 1.0 if job.declared_mem_bytes is None else job.declared_util_pct / 100.0
 
 
 def arrival_span_s(jobs: Sequence[SimJob]) -> float:
@@ -311,148 +302,3 @@ def _overrun(job: SimJob, rng: random.Random, fraction: float, gpu_mem_bytes: in
 
 def _clamp(value: float, low: float, high: float) -> float:
     return min(high, max(low, value))
-
-
-# --- files --------------------------------------------------------------------------------
-def read_csv_rows(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """``(header, [(line, row), ...])`` of a CSV file; blank lines skipped, widths checked."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = next(reader, [])
-            rows = [(reader.line_num, row) for row in reader if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise WorkloadError(f"{path}: cannot read: {exc}") from None
-    if not header:
-        raise WorkloadError(f"{path}: empty file, expected a header line")
-    for line, row in rows:
-        if len(row) != len(header):
-            raise WorkloadError(f"{path}:{line}: {len(row)} values, header has {len(header)}")
-    return header, [(line, dict(zip(header, row, strict=True))) for line, row in rows]
-
-
-def save_csv(workload: Workload, path: str | Path) -> None:
-    """Write the jobs as gpugate workload CSV: a header of ``SimJob`` fields, one job a row."""
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(CSV_FIELDS)
-        for job in workload.jobs:
-            values = dataclasses.astuple(job)
-            writer.writerow("" if value is None else value for value in values)
-
-
-def load_csv(path: str | Path) -> Workload:
-    """Read a gpugate workload CSV. Columns may come in any order; those with a default in
-    ``SimJob`` may be left out; ``declared_mem_bytes`` empty means "declares nothing";
-    memory columns take sizes such as ``10GiB`` too. Jobs come back sorted by submit time and
-    shifted so the first submits at 0 s (see docs/simulator-workloads.md)."""
-    header, rows = read_csv_rows(path)
-    _check_header(path, header)
-    jobs = shift_to_zero([_job_from_row(path, line, row) for line, row in rows])
-    if len({job.id for job in jobs}) != len(jobs):
-        raise WorkloadError(f"{path}: job ids must be unique")
-    return Workload(Path(path).stem, jobs, f"{len(jobs)} jobs from {Path(path).name}")
-
-
-def load_trace(
-    path: str | Path,
-    *,
-    window_days: tuple[float, float] | None = None,
-    last_days: float | None = None,
-    **alibaba_options: Any,
-) -> Workload:
-    """Read a gpugate workload CSV or an Alibaba 2023 jobs CSV, told apart by the header.
-
-    The window options apply to both; other options go to ``alibaba.load_alibaba``.
-    """
-    from gpugate.sim import alibaba  # here: alibaba builds on this module
-
-    header = read_csv_rows(path)[0]
-    if set(alibaba.ALIBABA_COLUMNS) <= set(header):
-        return alibaba.load_alibaba(
-            path, window_days=window_days, last_days=last_days, **alibaba_options
-        )
-    if "submit_s" not in header:
-        raise WorkloadError(
-            f"{path}:1: unknown header {header}: expected gpugate columns "
-            f"({', '.join(CSV_FIELDS)}) or Alibaba columns ({', '.join(alibaba.ALIBABA_COLUMNS)})"
-        )
-    if alibaba_options:
-        raise WorkloadError(f"{path}: {sorted(alibaba_options)} apply to Alibaba traces only")
-    return select_window(load_csv(path), window_days=window_days, last=last_days)
-
-
-def _check_header(path: str | Path, header: list[str]) -> None:
-    problems = [
-        *(f"unknown column {name!r}" for name in header if name not in CSV_FIELDS),
-        *(f"missing column {name!r}" for name in sorted(_CSV_REQUIRED - set(header))),
-        *(f"repeated column {name!r}" for name, n in Counter(header).items() if n > 1),
-    ]
-    if problems:
-        raise WorkloadError(
-            f"{path}:1: bad header: {', '.join(problems)} (columns: {', '.join(CSV_FIELDS)})"
-        )
-
-
-def _job_from_row(path: str | Path, line: int, row: dict[str, str]) -> SimJob:
-    values = {
-        name: parse_cell(path, line, name, text, _PARSERS[name]) for name, text in row.items()
-    }
-    return SimJob(**values)
-
-
-def parse_cell(
-    path: str | Path, line: int, column: str, text: str, parse: Callable[[str], _T]
-) -> _T:
-    """``parse(text)``, its ValueError turned into a WorkloadError naming file and line."""
-    try:
-        return parse(text.strip())
-    except ValueError as exc:
-        raise WorkloadError(f"{path}:{line}: column {column}: {exc}") from None
-
-
-def parse_seconds(text: str) -> float:
-    """A finite number of seconds >= 0."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{text!r} is not a number of seconds >= 0")
-    return value
-
-
-def parse_count(text: str) -> int:
-    """A whole number >= 0."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is negative")
-    return value
-
-
-def _pct(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 100:
-        raise ValueError(f"{text!r} is not a percentage in [0, 100]")
-    return value
-
-
-def _mem(text: str) -> int:
-    return 0 if text == "0" else parse_bytes(text)
-
-
-def _optional_mem(text: str) -> int | None:
-    return None if text == "" else _mem(text)
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "id": int,
-    "submit_s": parse_seconds,
-    "run_s": parse_seconds,
-    "gpus": parse_count,
-    "mem_bytes": _mem,
-    "util_pct": _pct,
-    "declared_mem_bytes": _optional_mem,
-    "declared_util_pct": _pct,
-    "priority": int,
-    "user": str,
-    "ramp_s": parse_seconds,
-    "name": str,
-}
