@@ -43,9 +43,8 @@ class Policy:
     GPUs (outside load, which gpugate does not control, can still delay it).
 
     Off (infinite) by default: on the Alibaba trace the simulator shows a 30-minute bound
-    multiplying the average JCT several times over (drains idle GPUs for hours behind
-    day-long jobs) while barely shortening the waits of the big jobs it protects
-    (docs/simulator.md). Preemption is the better tool for those.
+    multiplying the average JCT 6-7x (drains idle GPUs for hours behind day-long jobs;
+    docs/simulator.md). Preemption is the better tool for big jobs.
     """
 
     admission: Admission = Admission.HEADROOM
