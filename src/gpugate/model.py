@@ -79,7 +79,7 @@ class Expectation:
     mem_bytes: int | None
     util_pct: float
     source: ExpectationSource
-    run_s: float | None = None  # expected run time; only the simulator's oracle knows it yet
+    run_s: float | None = None  # expected run time (core.runtime); None: never seen succeed
 
     @property
     def whole_gpu(self) -> bool:

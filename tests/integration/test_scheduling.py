@@ -184,8 +184,13 @@ def test_hold_release_and_priority(daemon: RunningDaemon) -> None:
 def test_history_sets_the_expectation_of_a_repeated_command(daemon: RunningDaemon) -> None:
     command = "gpugate sim use --mem 3GiB --util 20 && sleep 0.6"
     first = daemon.submit(command)  # unknown size: waits for an idle GPU, reserves it all
-    assert daemon.client.show(first).job.expectation == "default"
+    first_view = daemon.client.show(first).job
+    assert first_view.expectation == "default"
     done = daemon.wait_state(first, "succeeded")
     assert done.peak_mem_bytes == 3 * GiB
     again = daemon.client.show(daemon.submit(command)).job
     assert (again.expectation, again.mem_bytes) == ("history", 3 * GiB)
+    assert first_view.expected_run_s is None
+    assert again.expected_run_s == pytest.approx(done.ended_at - done.started_at)
+    shown = daemon.cli("show", str(again.id), check=True).stdout
+    assert "run " in shown and "(history)" in shown

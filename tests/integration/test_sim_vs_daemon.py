@@ -46,13 +46,15 @@ def job(id: int, priority: int, mem_gib: int, util_pct: float, run_s: float, nam
 # monitor and utilization-smoothing delay cannot swap them.
 WORKLOAD = (
     job(1, priority=0, mem_gib=11, util_pct=45, run_s=1.0, name="fits 3's memory, not its util"),
-    job(2, priority=3, mem_gib=8, util_pct=25, run_s=2.0, name="starts at once"),
+    job(2, priority=3, mem_gib=8, util_pct=15, run_s=2.0, name="starts at once"),
     job(3, priority=1, mem_gib=10, util_pct=50, run_s=1.5, name="no memory until 5 ends"),
-    job(4, priority=5, mem_gib=6, util_pct=30, run_s=3.5, name="first in the queue"),
-    job(5, priority=2, mem_gib=14, util_pct=25, run_s=3.0, name="blocked head until 2 ends"),
-    job(6, priority=0, mem_gib=2, util_pct=10, run_s=1.0, name="backfills around 5"),
+    job(4, priority=5, mem_gib=6, util_pct=20, run_s=3.5, name="first in the queue"),
+    job(5, priority=2, mem_gib=14, util_pct=15, run_s=3.0, name="blocked head until 2 ends"),
+    job(6, priority=0, mem_gib=2, util_pct=5, run_s=1.0, name="backfills around 5"),
 )
-# t=0: 4, 2 and 6 (backfill); 2 ends -> 5; 4 ends -> nothing; 5 ends -> 3; 3 ends -> 1
+# t=0: 4, 2 and 6 (backfill; 40% together, under the 50% share line); 2 ends -> 5;
+# 4 ends -> nothing; 5 ends -> 3 (alone: only the 90% headroom applies); 3 ends -> 1
+# (its memory fits beside 3, but 50% + 45% is over the share line)
 DESIGNED_ORDER = [2, 4, 6, 5, 3, 1]
 
 

@@ -6,6 +6,7 @@ so each test spells out only what its story is about.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,11 +51,12 @@ def job(
     on: tuple[str, ...] = (),
     started_at: float | None = None,
     expected: Expectation | None = None,
+    run_s: float | None = None,
 ) -> Job:
     """A job expecting ``mem_gib`` per GPU (``None``: unknown size, the whole GPU), or
     exactly ``expected`` when given.
 
-    ``on``: the GPU uuids a started job holds.
+    ``on``: the GPU uuids a started job holds. ``run_s``: its expected run time.
     """
     if expected is not None:
         util_pct = expected.util_pct
@@ -64,6 +66,7 @@ def job(
         expected = WHOLE_GPU
     else:
         expected = Expectation(int(mem_gib * GiB), util_pct, ExpectationSource.DECLARED)
+    expected = dataclasses.replace(expected, run_s=run_s) if run_s is not None else expected
     spec = JobSpec(
         command=f"train {job_id}",
         cwd="/tmp",

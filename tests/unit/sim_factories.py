@@ -14,7 +14,7 @@ from gpugate.sim.engine import JobRecord, SimConfig, SimResult, Simulation
 from gpugate.sim.interference import NONE
 from gpugate.sim.job import SimJob
 from gpugate.sim.machine import Interference
-from gpugate.sim.policies import policy_named
+from gpugate.sim.policies import ORACLE_POLICIES, policy_named
 from gpugate.units import GiB
 
 GPU_GIB = 24
@@ -60,15 +60,18 @@ def simulate(
     gpu_gib: float = GPU_GIB,
     interference: Interference = NONE,
     max_oom_retries: int = 3,
+    history: Sequence[tuple[str, float]] = (),
 ) -> SimResult:
     """One run over ``jobs`` of ``policy``, or of the policy of that name
-    (``gpugate.sim.policies``)."""
+    (``gpugate.sim.policies``; the oracle is told true run times)."""
     config = SimConfig(
         n_gpus=n_gpus, gpu_mem_bytes=int(gpu_gib * GiB), max_oom_retries=max_oom_retries
     )
     if isinstance(policy, str):
-        return Simulation(jobs, policy_named(policy), interference, config, policy).run()
-    return Simulation(jobs, policy, interference, config, "custom").run()
+        oracle = policy in ORACLE_POLICIES
+        named = policy_named(policy)
+        return Simulation(jobs, named, interference, config, policy, oracle=oracle).run()
+    return Simulation(jobs, policy, interference, config, "custom", history=history).run()
 
 
 def by_id(result: SimResult) -> dict[int, JobRecord]:

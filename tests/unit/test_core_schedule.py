@@ -7,12 +7,15 @@ the pass runs at t=10 s with aging, ramp-up timeout and backfill bound at their 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from gpugate.core.policy import Admission, GpuLimits, Policy
-from gpugate.core.queue import effective_priority
+from gpugate.core.queue import effective_priority, run_time_points
 from gpugate.core.schedule import schedule
 from gpugate.core.types import Drain, SchedulingReply, Verdict
+from gpugate.model import Job
 from gpugate.states import JobState
 from tests.unit.factories import gpu, job, request, running, seen, starting
 
@@ -28,12 +31,48 @@ def started(reply: SchedulingReply) -> dict[int, tuple[str, ...]]:
 # Memory and utilization headroom
 # ---------------------------------------------------------------------------------------
 def test_two_jobs_that_fit_together_both_start() -> None:
-    """8 + 8 GiB on an empty 24 GiB GPU is 16 GiB, under the 21.6 GiB cap."""
-    reply = schedule(request([gpu(0)], [job(1, util_pct=30), job(2, util_pct=30)]))
+    """8 + 8 GiB on an empty 24 GiB GPU is 16 GiB, under the 21.6 GiB cap; 20% + 20% of
+    utilization is under the 50% share line that applies once the GPU runs job 1."""
+    reply = schedule(request([gpu(0)], [job(1, util_pct=20), job(2, util_pct=20)]))
 
     assert started(reply) == {1: ("GPU-0",), 2: ("GPU-0",)}
     assert reply.waiting == {}
-    assert reply.starts[1].reason == "fits: GPU0 mem 16.0 GiB of 21.6 GiB, util 30% of 90%"
+    assert reply.starts[0].reason == "fits: GPU0 mem 8.0 GiB of 21.6 GiB, util 20% of 90%"
+    assert (
+        reply.starts[1].reason == "fits: GPU0 mem 16.0 GiB of 21.6 GiB, util 40% of 50% share line"
+    )
+
+
+@pytest.mark.parametrize(("second_util", "both"), [(25.0, True), (26.0, False)])
+def test_joining_a_busy_gpu_keeps_summed_utilization_under_the_share_line(
+    second_util: float, both: bool
+) -> None:
+    """Alone, a 70% job fits the 90% headroom. Next to a 25% job, the second must keep the
+    sum at or under the 50% share line: 25 + 25 fits, 25 + 26 waits, with the reason."""
+    jobs = [job(1, util_pct=25), job(2, util_pct=second_util)]
+    reply = schedule(request([gpu(0)], jobs))
+    assert set(started(reply)) == ({1, 2} if both else {1})
+    if not both:
+        assert reply.waiting == {
+            2: "GPU0 util 25% + 26% > 50% (share line: the GPU already runs work)"
+        }
+    alone = schedule(request([gpu(0)], [job(3, util_pct=70)]))
+    assert set(started(alone)) == {3}
+
+
+def test_other_processes_holding_memory_count_as_work_for_the_share_line() -> None:
+    """4 GiB of 24 in use by a process gpugate did not start (over the 10% idle line) at
+    30%: a 30% job would bring it to 60% > 50%. The same GPU at 1 GiB counts as idle."""
+    busy = schedule(request([gpu(0, used_gib=4, util_pct=30)], [job(1, util_pct=30)]))
+    assert busy.waiting == {1: "GPU0 util 30% + 30% > 50% (share line: the GPU already runs work)"}
+    idle = schedule(request([gpu(0, used_gib=1, util_pct=30)], [job(1, util_pct=30)]))
+    assert set(started(idle)) == {1}
+
+
+def test_share_line_at_the_headroom_turns_it_off() -> None:
+    policy = Policy(limits=GpuLimits(share_util_pct=100.0))
+    reply = schedule(request([gpu(0)], [job(1, util_pct=40), job(2, util_pct=40)], policy=policy))
+    assert set(started(reply)) == {1, 2}
 
 
 def test_a_third_job_that_would_overflow_memory_waits_with_a_memory_reason() -> None:
@@ -79,7 +118,8 @@ def test_a_gpu_that_does_not_report_utilization_counts_as_zero() -> None:
 
 def test_jobs_started_in_the_same_pass_add_their_utilization() -> None:
     """50% + 50% > 90%: the second waits although the GPU still reads 0%."""
-    reply = schedule(request([gpu(0)], [job(1, util_pct=50), job(2, util_pct=50)]))
+    policy = Policy(limits=GpuLimits(share_util_pct=100.0))
+    reply = schedule(request([gpu(0)], [job(1, util_pct=50), job(2, util_pct=50)], policy=policy))
 
     assert started(reply) == {1: ("GPU-0",)}
     assert reply.waiting == {2: "GPU0 util 50% + 50% > 90%"}
@@ -152,10 +192,11 @@ def test_a_starting_job_reserves_its_utilization_until_it_ramps() -> None:
     """Job 1 expects 50% and reads 0% so far: 0 + 50 reserved + 50 new > 90%. Once it is
     RUNNING only the observed utilization counts."""
     new = job(2, util_pct=50)
-    reply = schedule(request([gpu(0)], [starting(1, util_pct=50), new]))
+    policy = Policy(limits=GpuLimits(share_util_pct=100.0))
+    reply = schedule(request([gpu(0)], [starting(1, util_pct=50), new], policy=policy))
     assert reply.waiting == {2: "GPU0 util 50% + 50% > 90%"}
 
-    reply = schedule(request([gpu(0, util_pct=30)], [running(1, util_pct=50), new]))
+    reply = schedule(request([gpu(0, util_pct=30)], [running(1, util_pct=50), new], policy=policy))
     assert started(reply) == {2: ("GPU-0",)}
 
 
@@ -364,6 +405,117 @@ def test_aging_lets_an_old_low_priority_job_overtake(now: float, winner: int) ->
 
     assert set(started(reply)) == {winner}
     assert effective_priority(old, 7200.0, 1.5) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(("short_run_s", "winner"), [(900.0, 2), (3600.0, 1), (None, 1)])
+def test_a_shorter_expected_run_goes_first_among_equal_priorities(
+    short_run_s: float | None, winner: int
+) -> None:
+    """Room for one: job 1 (1 h expected, submitted first) against job 2. Expected to run
+    15 min, job 2 gains log2(4) = 2 points and goes first; as long, or unknown, it gains
+    nothing and first come first served holds."""
+    first = job(1, mem_gib=16, submitted_at=0, run_s=3600)
+    second = job(2, mem_gib=16, submitted_at=5, run_s=short_run_s)
+    reply = schedule(request([gpu(0)], [first, second], policy=NO_AGING))
+    assert set(started(reply)) == {winner}
+
+
+@pytest.mark.parametrize(("low_run_s", "winner"), [(600.0, 2), (1200.0, 1)])
+def test_a_priority_point_is_worth_halving_the_expected_run(low_run_s: float, winner: int) -> None:
+    """Priority 2 expected 1 h against priority 0: the low job must be expected to run
+    more than 2^2 = 4x shorter to go first. 10 min is 6x shorter (log2 6 = 2.58 > 2): it
+    wins; 20 min is 3x shorter (1.58 < 2): it waits."""
+    high = job(1, mem_gib=16, priority=2, run_s=3600)
+    low = job(2, mem_gib=16, priority=0, run_s=low_run_s)
+    reply = schedule(request([gpu(0)], [high, low], policy=NO_AGING))
+    assert set(started(reply)) == {winner}
+
+
+def test_run_time_weight_zero_is_priority_and_fifo_only() -> None:
+    policy = Policy(aging_per_hour=0.0, run_time_weight=0.0)
+    first = job(1, mem_gib=16, submitted_at=0, run_s=86_400)
+    second = job(2, mem_gib=16, submitted_at=5, run_s=60)
+    assert set(started(schedule(request([gpu(0)], [first, second], policy=policy)))) == {1}
+
+
+def test_estimates_are_clamped_so_seconds_long_noise_cannot_jump_the_queue() -> None:
+    """1 s and 60 s both count as 1 min (the floor): equal points, first come first served."""
+    first = job(1, mem_gib=16, submitted_at=0, run_s=60)
+    second = job(2, mem_gib=16, submitted_at=5, run_s=1)
+    assert set(started(schedule(request([gpu(0)], [first, second], policy=NO_AGING)))) == {1}
+    assert run_time_points(second, 1.0) == pytest.approx(math.log2(60))
+
+
+@pytest.mark.parametrize(("waited_h", "winner"), [(39.0, 2), (41.0, 1)])
+def test_aging_still_lets_a_long_job_overtake_short_ones(waited_h: float, winner: int) -> None:
+    """A 4 h job (-2 points) against a fresh 15 min job (+2) of the same priority: at 0.1
+    points per hour it outranks it after 40 h of waiting (+4), so no job starves behind a
+    stream of short ones."""
+    now = waited_h * 3600
+    long_job = job(1, mem_gib=16, submitted_at=0, run_s=4 * 3600)
+    short_job = job(2, mem_gib=16, submitted_at=now, run_s=900)
+    policy = Policy(aging_per_hour=0.1)
+    reply = schedule(request([gpu(0)], [long_job, short_job], now=now, policy=policy))
+    assert set(started(reply)) == {winner}
+
+
+# ---------------------------------------------------------------------------------------
+# Holding the head's GPUs (EASY backfill, opt-in)
+# ---------------------------------------------------------------------------------------
+HOLD = Policy(aging_per_hour=0.0, hold_for_head=True)
+
+
+def hold_scene(*later: Job, policy: Policy = HOLD) -> SchedulingReply:
+    """GPU0 runs job 1 (4 GiB, started at 0, expected to run 1000 s: free at 1000);
+    job 2, unknown size, needs the idle GPU: the blocked head. Now is 10 s."""
+    holder = running(1, mem_gib=4, util_pct=10, run_s=1000)
+    head = job(2, mem_gib=None, priority=5)
+    return schedule(request([gpu(0, used_gib=4)], [holder, head, *later], policy=policy))
+
+
+def test_a_held_gpu_takes_only_jobs_expected_to_end_before_the_head_starts() -> None:
+    """The head is expected to start in 990 s: a 900 s job backfills, a 1000 s job and
+    a job of unknown length wait, saying why."""
+    fits_in_time = job(3, mem_gib=2, util_pct=10, run_s=900)
+    too_long = job(4, mem_gib=2, util_pct=10, run_s=1000)
+    unknown = job(5, mem_gib=2, util_pct=10)
+    reply = hold_scene(fits_in_time, too_long, unknown)
+
+    assert set(started(reply)) == {3}
+    assert reply.waiting[4] == (
+        "GPU0 held for job 2, expected to start there in 16 min; this job is expected to run 17 min"
+    )
+    assert "expected to run an unknown time" in reply.waiting[5]
+
+
+def test_without_the_hold_backfill_is_greedy() -> None:
+    reply = hold_scene(
+        job(3, mem_gib=2, util_pct=10, run_s=900),
+        job(4, mem_gib=2, util_pct=10, run_s=1000),
+        policy=Policy(aging_per_hour=0.0),
+    )
+    assert set(started(reply)) == {3, 4}
+
+
+def test_no_hold_when_the_head_waits_for_something_gpugate_did_not_start() -> None:
+    """An idle-by-gpugate GPU with 12 GiB in use by another process: the head (unknown
+    size) cannot start there, and no gpugate job's end will change that: nothing to hold."""
+    head = job(2, mem_gib=None, priority=5)
+    later = job(3, mem_gib=2, util_pct=10, run_s=5000)
+    reply = schedule(request([gpu(0, used_gib=12)], [head, later], policy=HOLD))
+    assert set(started(reply)) == {3}
+
+
+def test_a_job_past_its_expected_run_is_expected_to_run_as_long_again() -> None:
+    """Job 1 expected 100 s but running for 400 s (now 400): expected free at 800, so
+    the head's GPU takes a 399 s job and not a 401 s one."""
+    holder = running(1, mem_gib=4, util_pct=10, run_s=100)
+    head = job(2, mem_gib=None, priority=5)
+    short, long = job(3, mem_gib=2, run_s=399), job(4, mem_gib=2, run_s=401)
+    reply = schedule(
+        request([gpu(0, used_gib=4)], [holder, head, short, long], now=400, policy=HOLD)
+    )
+    assert set(started(reply)) == {3}
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from dataclasses import replace
 import pytest
 
 from gpugate.sim.engine import JobRecord, Outcome, SimConfig, SimResult, Simulation
-from gpugate.sim.interference import FITTED
+from gpugate.sim.interference import FITTED, NONE
 from gpugate.sim.job import SimJob
-from gpugate.sim.policies import policy_named
+from gpugate.sim.policies import ORACLE_POLICIES, POLICIES, policy_named
 from gpugate.sim.workload import synthetic
 from gpugate.units import GiB
 from tests.unit.sim_factories import by_id, sim_job, simulate, spans
@@ -26,9 +26,10 @@ from tests.unit.sim_factories import by_id, sim_job, simulate, spans
 
 # --- fifo and fifo-backfill: one job per GPU ------------------------------------------------
 def test_fifo_runs_two_small_jobs_one_after_the_other_while_gpugate_colocates_them() -> None:
-    # Two 8 GiB, 30% jobs. fifo: job 0 [0, 100), job 1 [100, 200); JCTs 100 and 200.
-    # gpugate: 8 + 8 = 16 GiB <= 21.6 GiB and 30 + 30 = 60% <= 90%: both [0, 100).
-    jobs = [sim_job(0, mem_gib=8, util_pct=30), sim_job(1, mem_gib=8, util_pct=30)]
+    # Two 8 GiB, 25% jobs. fifo: job 0 [0, 100), job 1 [100, 200); JCTs 100 and 200.
+    # gpugate: 8 + 8 = 16 GiB <= 21.6 GiB and 25 + 25 = 50% <= the 50% share line: both
+    # [0, 100).
+    jobs = [sim_job(0, mem_gib=8, util_pct=25), sim_job(1, mem_gib=8, util_pct=25)]
 
     fifo = simulate("fifo", jobs)
     gpugate = simulate("gpugate", jobs)
@@ -224,7 +225,8 @@ def test_sjf_oracle_starts_the_shortest_queued_job_first() -> None:
 
 # --- interference ---------------------------------------------------------------------------
 def test_two_colocated_jobs_slow_each_other_down_as_the_interference_model_says() -> None:
-    # job 0 (30%, 100 s) and job 1 (50%, 200 s) share the GPU from 0 (80% <= 90%). Both load
+    # job 0 (30%, 100 s) and job 1 (50%, 200 s) share the GPU from 0 (80% <= 90%; the share
+    # line is off for this test, gpugate-no-share-line). Both load
     # at full speed until 10, then run at s0, s1 = FITTED.speeds([0.3, 0.5]) (~0.500,
     # ~0.682). job 0 has 90 s of work left: it ends at 10 + 90 / s0 (~190.0). job 1 did
     # (end0 - 10) * s1 of its 190 s by then and runs the rest alone: ends ~257.3.
@@ -233,8 +235,8 @@ def test_two_colocated_jobs_slow_each_other_down_as_the_interference_model_says(
     end0 = 10 + 90 / s0
     end1 = end0 + 190 - (end0 - 10) * s1
 
-    shared = simulate("gpugate", jobs, interference=FITTED)
-    alone = simulate("gpugate", jobs[1:], interference=FITTED)
+    shared = simulate("gpugate-no-share-line", jobs, interference=FITTED)
+    alone = simulate("gpugate-no-share-line", jobs[1:], interference=FITTED)
 
     assert [r.start_s for r in shared.records] == [0, 0]
     assert [r.end_s for r in shared.records] == [pytest.approx(end0), pytest.approx(end1)]
@@ -254,7 +256,10 @@ def run_synthetic(policy_name: str, seed: int) -> tuple[SimResult, tuple[int, in
     workload = synthetic(N_JOBS, N_GPUS, 0.8, seed, gpu_mem_bytes=GPU_MEM_BYTES)
     config = SimConfig(n_gpus=N_GPUS, gpu_mem_bytes=GPU_MEM_BYTES)
     progress: list[tuple[int, int]] = []
-    simulation = Simulation(workload.jobs, policy_named(policy_name), FITTED, config, policy_name)
+    oracle = policy_name in ORACLE_POLICIES
+    simulation = Simulation(
+        workload.jobs, policy_named(policy_name), FITTED, config, policy_name, oracle=oracle
+    )
     result = simulation.run(lambda ended, total: progress.append((ended, total)))
     return result, progress[-1]
 
@@ -396,3 +401,38 @@ def peak_sum(records: Sequence[JobRecord], weight: Callable[[SimJob], float]) ->
         total += change
         peak = max(peak, total)
     return peak
+
+
+# --- run-time history -----------------------------------------------------------------------
+def test_the_simulator_orders_by_what_history_says_not_by_the_truth() -> None:
+    """One GPU held by job 0 until t=100; jobs 1 (command "long", really 10 s) and 2
+    ("short", really 1000 s) wait. History says "long" takes 1 h and "short" 1 min, so
+    gpugate starts job 2 first, as the daemon would, although the truth is the other way
+    round. Without history it is first come, first served; the oracle knows the truth."""
+
+    def job(job_id: int, submit_s: float, run_s: float, command: str) -> SimJob:
+        return replace(sim_job(job_id, submit_s, run_s, mem_gib=16), command=command)
+
+    jobs = [job(0, 0, 100, "blocker"), job(1, 1, 10, "long"), job(2, 2, 1000, "short")]
+    history = [("long", 3600.0), ("short", 60.0)]
+
+    learned = simulate(POLICIES["gpugate"][0], jobs, history=history)
+    fresh = simulate(POLICIES["gpugate"][0], jobs)
+    oracle = simulate("sjf-oracle", jobs)
+
+    assert spans(learned)[2] == (100, 1100) and spans(learned)[1] == (1100, 1110)
+    assert spans(fresh)[1] == (100, 110) and spans(fresh)[2] == (110, 1110)
+    assert spans(oracle)[1] == (100, 110)
+
+
+def test_completed_runs_teach_the_history_of_later_submissions() -> None:
+    """Two runs of "a" end before job 3 arrives: 3 is expected to run their median."""
+    jobs = [
+        replace(sim_job(i, submit_s, run_s), command="a")
+        for i, submit_s, run_s in [(0, 0, 100), (1, 0, 300), (3, 500, 50)]
+    ]
+    sim = Simulation(
+        jobs, POLICIES["gpugate"][0], NONE, SimConfig(n_gpus=1, gpu_mem_bytes=24 * GiB)
+    )
+    sim.run()
+    assert sim.history.expected_run_s("a") == pytest.approx(100.0)  # median of 100, 300, 50

@@ -18,6 +18,7 @@ from gpugate.sim.workload import (
     offered_load,
     rescale_factor,
     rescale_to_load,
+    runs_before,
     select_days,
     split_by_time,
     synthetic,
@@ -292,3 +293,31 @@ def test_bad_workload_files_get_clear_errors(tmp_path: Path, text: str, message:
 def test_a_missing_file_is_a_workload_error(tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match=r"nope\.csv: cannot read"):
         load_trace(tmp_path / "nope.csv")
+
+
+def test_a_window_carries_the_runs_that_ended_before_it_opened() -> None:
+    """The daemon running the last week has seen the earlier pods end: those become the
+    window's history, keyed by the pod's request, in the order they ended; pods still
+    running when the window opened are not in it."""
+    pods = {job.id: job for job in load_alibaba(TINY).jobs}
+    last_week = load_alibaba(TINY, last_days=7)
+    opened = min(pods[job.id].submit_s for job in last_week.jobs)
+    before = [j for j in pods.values() if j.id not in {w.id for w in last_week.jobs}]
+    ended = sorted(
+        (j for j in before if j.submit_s + j.run_s <= opened),
+        key=lambda j: j.submit_s + j.run_s,
+    )
+
+    assert ended
+    assert last_week.history == tuple((j.command, j.run_s) for j in ended)
+    assert all(command.startswith("qos=") for command, _ in last_week.history)
+    assert load_alibaba(TINY).history == ()  # the whole trace: nothing before it
+
+
+def test_runs_still_going_when_the_window_opens_are_not_history() -> None:
+    def job(job_id: int, submit_s: float, run_s: float) -> SimJob:
+        return SimJob(job_id, submit_s, run_s, 1, GiB, 10.0, GiB, command=f"cmd{job_id % 2}")
+
+    jobs = [job(0, 0, 50), job(1, 10, 30), job(2, 20, 500), job(3, 100, 5)]
+    assert runs_before(jobs, {3}) == (("cmd1", 30.0), ("cmd0", 50.0))  # job 2 still ran
+    assert runs_before(jobs, set()) == ()

@@ -218,24 +218,28 @@ def test_recent_breaks_ties_by_newest_id(store: Store) -> None:
     assert [job.id for job in store.recent(5)] == [second.id, first.id]
 
 
-def test_last_success_is_the_newest_succeeded_run_of_exactly_that_command(store: Store) -> None:
+def test_recent_successes_are_succeeded_runs_of_exactly_that_command_newest_first(
+    store: Store,
+) -> None:
     old, new, failed, other, prefix = store.add_jobs(
         [a_job("train"), a_job("train"), a_job("train"), a_job("train2"), a_job("trai")]
     )
-    run_to_end(store, new, JobState.SUCCEEDED, 4_000.0)
+    newest_but_one = run_to_end(store, new, JobState.SUCCEEDED, 4_000.0)
     expected = run_to_end(store, old, JobState.SUCCEEDED, 4_500.0)  # ended later: the newest
     run_to_end(store, failed, JobState.FAILED, 5_000.0)
     run_to_end(store, other, JobState.SUCCEEDED, 6_000.0)
     run_to_end(store, prefix, JobState.SUCCEEDED, 6_000.0)
-    assert store.last_success("train") == expected
+    assert store.recent_successes("train", 5) == [expected, newest_but_one]
+    assert store.recent_successes("train", 1) == [expected]
+    assert store.recent_successes("train", 0) == []
 
 
-def test_last_success_is_none_without_a_succeeded_run(store: Store) -> None:
+def test_recent_successes_are_empty_without_a_succeeded_run(store: Store) -> None:
     job = add(store, a_job("train"))
     run_to_end(store, job, JobState.FAILED, 4_000.0)
     add(store, a_job("train"))
-    assert store.last_success("train") is None
-    assert store.last_success("never submitted") is None
+    assert store.recent_successes("train", 5) == []
+    assert store.recent_successes("never submitted", 5) == []
 
 
 def test_reopening_keeps_jobs_and_history(open_store: OpenStore) -> None:

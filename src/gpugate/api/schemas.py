@@ -78,6 +78,7 @@ class JobView(msgspec.Struct, kw_only=True, gc=False):  # no cycles: skip GC tra
     mem_bytes: int | None  # expected per GPU; None: unknown (whole GPU)
     util_pct: float
     expectation: str  # declared, history or default
+    expected_run_s: float | None = None  # median of the command's recent successful runs
     exclusive: bool
     after: list[int]
     submitted_at: float

@@ -83,6 +83,10 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _expected_run(run_s: float | None) -> str:
+    return "unknown (no successful run yet)" if run_s is None else f"{duration(run_s)} (history)"
+
+
 def job_detail(detail: api.JobDetail) -> str:
     j = detail.job
     lines = [
@@ -92,7 +96,8 @@ def job_detail(detail: api.JobDetail) -> str:
         f"  priority:  {j.priority}",
         f"  gpus:      {j.gpus}"
         + (f" on {','.join(map(str, j.gpu_indices))}" if j.gpu_indices else ""),
-        f"  expected:  mem {mem_cell(j)} per GPU, util {j.util_pct:.0f}% ({j.expectation})",
+        f"  expected:  mem {mem_cell(j)} per GPU, util {j.util_pct:.0f}% ({j.expectation}),"
+        f" run {_expected_run(j.expected_run_s)}",
         f"  peak:      mem {format_bytes(j.peak_mem_bytes)}, util "
         + (f"{j.peak_util_pct:.0f}%" if j.peak_util_pct is not None else "-"),
         f"  exit code: {'-' if j.exit_code is None else j.exit_code}",

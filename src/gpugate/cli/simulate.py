@@ -35,6 +35,11 @@ def add_simulation_options(p: argparse.ArgumentParser, size: Any) -> None:
         help="offered: GPU shares declared (default); whole-gpu: every job as whole GPUs",
     )
     p.add_argument("--last-days", type=float, help="only the trace's final days (e.g. 7)")
+    p.add_argument(
+        "--days",
+        type=_day_window,
+        help="only days START:END of the trace, counted from its first job (e.g. 20.4:27.4)",
+    )
     p.add_argument("--policy", default=None, help="comma-separated names (`gpugate sim policies`)")
     p.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
     p.add_argument("--seeds", type=int, default=3, help="how many seeds (default 3)")
@@ -43,6 +48,18 @@ def add_simulation_options(p: argparse.ArgumentParser, size: Any) -> None:
         "--real-util", type=float, default=1.0, help="fraction of declared util jobs really use"
     )
     p.add_argument("--no-progress", action="store_true")
+
+
+def _day_window(text: str) -> tuple[float, float]:
+    """``START:END`` in days, START < END, both finite and >= 0."""
+    start, sep, end = text.partition(":")
+    try:
+        window = (float(start), float(end))
+    except ValueError:
+        window = (math.nan, math.nan)
+    if not sep or not all(map(math.isfinite, window)) or not 0 <= window[0] < window[1]:
+        raise argparse.ArgumentTypeError(f"expected START:END in days, START < END, not {text!r}")
+    return window
 
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
@@ -64,6 +81,7 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
         load=None if args.as_recorded else args.load,
         load_basis=LoadBasis(args.load_basis),
         last_days=args.last_days,
+        window_days=args.days,
         policies=policies,
         seeds=tuple(range(args.seed, args.seed + args.seeds)),
         interference=args.interference,
@@ -85,6 +103,8 @@ def _check_ranges(args: argparse.Namespace) -> None:
         problems.append("--real-util must be in (0, 1]")
     if args.last_days is not None and args.last_days <= 0:
         problems.append("--last-days must be positive")
+    if args.last_days is not None and args.days is not None:
+        problems.append("give --last-days or --days, not both")
     if problems:
         raise CliError("; ".join(problems), EXIT_USAGE)
 

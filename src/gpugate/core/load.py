@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ class GpuLoad:
     whole_job: int | None = None  # an unknown-size job still ramping up: it may take it all
     drained_for: int | None = None  # kept free for a long-blocked head job
     started_now_bytes: int = 0  # declared by jobs this pass decided to start here
+    held_for: int | None = None  # the blocked head expected to start here (backfill hold)
+    hold_slack_s: float = math.inf  # ...in this many seconds: shorter jobs may use it first
 
     @property
     def label(self) -> str:
@@ -32,6 +35,23 @@ class GpuLoad:
     @property
     def mem_cap_bytes(self) -> int:
         return int(self.view.mem_total_bytes * self.limits.mem_headroom_pct / 100)
+
+    def snapshot(self) -> GpuLoad:
+        """This load as it is now, for reasons written after the pass changed it."""
+        return GpuLoad(
+            self.view,
+            self.limits,
+            self.mem_bytes,
+            self.reserved_bytes,
+            self.util_pct,
+            list(self.job_ids),
+            self.exclusive_job,
+            self.whole_job,
+            self.drained_for,
+            self.started_now_bytes,
+            self.held_for,
+            self.hold_slack_s,
+        )
 
     def is_idle(self, policy: Policy) -> bool:
         """No gpugate job here and almost no memory in use by anyone else."""

@@ -11,7 +11,7 @@ from enum import StrEnum
 class QueueOrder(StrEnum):
     """Which queued job is considered first."""
 
-    PRIORITY = "priority"  # priority plus aging, first come first served among equals
+    PRIORITY = "priority"  # priority plus aging, shorter expected run first (core.queue)
     FIFO = "fifo"  # queue-entry order (submit, or release), priorities ignored (task-spooler)
     SHORTEST_FIRST = "shortest-first"  # expected run time; unknown last (the SJF oracle)
 
@@ -30,6 +30,8 @@ class GpuLimits:
 
     util_headroom_pct: float = 90.0
     mem_headroom_pct: float = 90.0
+    # Joining a GPU that already runs work: summed utilization stays under this (interference).
+    share_util_pct: float = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +47,22 @@ class Policy:
     Off (infinite) by default: on the Alibaba trace the simulator shows a 30-minute bound
     multiplying the average JCT 6-7x (drains idle GPUs for hours behind day-long jobs;
     docs/simulator.md). Preemption is the better tool for big jobs.
+
+    Queue order (``QueueOrder.PRIORITY``): highest ``priority + aging_per_hour x hours
+    waited + run_time_weight x log2(1 h / expected run time)`` first. A job expected to
+    run 15 min gains 2 points over one expected to run 1 h; a job with no history gains
+    nothing, so without history the order is priority with aging, first come first
+    served. ``run_time_weight = 0`` turns the run-time term off.
     """
 
     admission: Admission = Admission.HEADROOM
     order: QueueOrder = QueueOrder.PRIORITY
     limits: GpuLimits = GpuLimits()
     per_gpu_limits: Mapping[str, GpuLimits] = field(default_factory=dict)  # by uuid or index
-    aging_per_hour: float = 1.0  # priority points a waiting job gains per hour
+    aging_per_hour: float = 0.05  # priority points a waiting job gains per hour (1 per 20 h)
+    run_time_weight: float = 1.0  # priority points per halving of the expected run time
     backfill: bool = True
+    hold_for_head: bool = False  # EASY backfill: the head's GPUs take only jobs ending in time
     max_head_wait_s: float = math.inf  # off; e.g. 1800 bounds the head's wait
     ramp_timeout_s: float = 60.0  # a started job's reservation lasts at most this long...
     ramp_level: float = 0.9  # ...or until its memory is seen at this fraction of expected

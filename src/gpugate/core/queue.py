@@ -1,4 +1,4 @@
-"""Queue order (priority with aging, FIFO within a priority) and dependency checks."""
+"""Queue order (priority with aging and expected run time) and dependency checks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from gpugate.model import Job
 from gpugate.states import JobState
 
 SECONDS_PER_HOUR = 3600.0
+REFERENCE_RUN_S = 3600.0  # a job expected to run this long gets no run-time points
+MIN_RUN_S, MAX_RUN_S = 60.0, 7 * 24 * 3600.0
 
 
 def effective_priority(job: Job, now: float, aging_per_hour: float) -> float:
@@ -23,28 +25,45 @@ def effective_priority(job: Job, now: float, aging_per_hour: float) -> float:
     return job.priority + aging_per_hour * waited_h
 
 
+def run_time_points(job: Job, weight: float) -> float:
+    """``weight x log2(1 h / expected run time)``: points for being short (weighted
+    shortest job first, Smith's rule, in log form so it adds to priority points).
+
+    Unknown run time: 0. Estimates are clamped to [1 min, 1 week], so a job that once
+    took a second cannot jump a whole priority class on noise alone.
+    """
+    run_s = job.expected.run_s
+    if run_s is None or weight == 0:
+        return 0.0
+    clamped = min(max(run_s, MIN_RUN_S), MAX_RUN_S)
+    return weight * math.log2(REFERENCE_RUN_S / clamped)
+
+
 def in_queue_order(jobs: Sequence[Job], now: float, policy: Policy) -> list[Job]:
     """The order in which ``schedule()`` considers queued jobs (``policy.order``)."""
     if policy.order is QueueOrder.FIFO:
         return sorted(jobs, key=lambda job: (job.waiting_since, job.id))
     if policy.order is QueueOrder.SHORTEST_FIRST:
         return sorted(jobs, key=_shortest_first_key)
-    return _by_priority(jobs, now, policy.aging_per_hour)
+    return _by_priority(jobs, now, policy)
 
 
-def _by_priority(jobs: Sequence[Job], now: float, aging_per_hour: float) -> list[Job]:
-    """Highest effective priority first; FIFO (submit time, then id) among equals.
+def _by_priority(jobs: Sequence[Job], now: float, policy: Policy) -> list[Job]:
+    """Highest rank first: effective priority plus run-time points; FIFO (submit time,
+    then id) among equals.
 
     Aging is linear, so ``priority + rate * (now - submitted)`` orders jobs exactly like
     ``priority - rate * submitted``: the key does not depend on ``now`` (jobs submitted in
     the future, which only a test can make, are the exception and clamp to no aging).
     """
-    rate = aging_per_hour / SECONDS_PER_HOUR
+    rate = policy.aging_per_hour / SECONDS_PER_HOUR
+    weight = policy.run_time_weight
 
     def key(job: Job) -> tuple[float, float, int]:
-        since = job.submitted_at if job.queued_at is None else job.queued_at
+        since = job.waiting_since
         waited = now - since if now > since else 0.0
-        return -(job.priority + rate * waited), job.submitted_at, job.id
+        rank = job.priority + rate * waited + run_time_points(job, weight)
+        return -rank, job.submitted_at, job.id
 
     return sorted(jobs, key=key)
 

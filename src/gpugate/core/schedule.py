@@ -8,48 +8,123 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 
-from gpugate.core.admission import FIT_CHECKS
+from gpugate.core.admission import FIT_CHECKS, SCREENS, screen_refuses, util_line
 from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
-from gpugate.core.placement import place
+from gpugate.core.placement import RefusalWriter, place
 from gpugate.core.policy import Policy
 from gpugate.core.queue import dependency_verdict, in_queue_order
-from gpugate.core.types import Drain, SchedulingReply, SchedulingRequest, Start, Verdict
+from gpugate.core.types import (
+    Drain,
+    ReasonWriter,
+    SchedulingReply,
+    SchedulingRequest,
+    Start,
+    Verdict,
+    WaitingReasons,
+)
 from gpugate.model import Job
 from gpugate.states import JobState
 from gpugate.units import format_bytes
 
 HOLDING = frozenset({JobState.STARTING, JobState.RUNNING})
-Shape = tuple[int, int | None, float, bool]
+_waiting_since = attrgetter("waiting_since")
+_job_id = attrgetter("id")
 
 
 def schedule(request: SchedulingRequest) -> SchedulingReply:
     """Decide which queued jobs start now and where; say why every other one waits."""
-    holders = sorted((j for j in request.jobs if j.state in HOLDING), key=lambda j: j.id)
+    waiting = WaitingReasons()
+    jobs = _sort_out(request, waiting)
+    holders = jobs.holders
     ramped = _ramped(holders, request)
     done_ramping = {v.job_id for v in ramped}
     ramping = {j.id for j in holders if j.state is JobState.STARTING} - done_ramping
     loads = build_loads(request.gpus, holders, request.usage, request.policy, ramping)
-    waiting: dict[int, str] = {}
-    candidates, cancels = _eligible(request, waiting)
-    ordered = in_queue_order(candidates, request.now, request.policy)
+    ordered = in_queue_order(jobs.queued, request.now, request.policy)
     cpu_jobs: list[Job] = []
-    gpu_jobs: list[Job] = []
-    for job in ordered:
-        (gpu_jobs if job.spec.gpus else cpu_jobs).append(job)
+    gpu_jobs = ordered
+    if jobs.cpu_queued:  # split only when there is something to split: it costs a sweep
+        cpu_jobs = [j for j in ordered if not j.spec.gpus]
+        gpu_jobs = [j for j in ordered if j.spec.gpus]
     cpu_busy = sum(1 for j in holders if j.spec.gpus == 0)
     starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
-    gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, request, waiting)
+    free_at = _expected_free_at(holders, request.now)
+    gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, free_at, request, waiting)
     starts += gpu_starts
     return SchedulingReply(
         starts=tuple(starts),
         waiting=waiting,
-        cancels=tuple(cancels),
+        cancels=tuple(jobs.cancels),
         ramped=tuple(ramped),
         drained_for=None if drain is None else drain.job_id,
         drain=drain,
         next_decision_at=_next_decision_at(request, holders, ramping, gpu_jobs, starts),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _SortedOut:
+    """The request's jobs by what the pass does with them."""
+
+    holders: list[Job]  # starting or running, by id
+    queued: list[Job]  # eligible to start now, not yet in queue order
+    cpu_queued: bool  # whether some of them may be CPU-only
+    cancels: list[Verdict]  # dependencies that can never be met, by job id
+
+
+def _sort_out(request: SchedulingRequest, waiting: WaitingReasons) -> _SortedOut:
+    """Holders, the queued jobs eligible to start, and why the other queued jobs wait.
+
+    Comprehensions, as this runs over the whole queue in every pass; the job-by-job sweep
+    of ``_eligible`` only when some job is held or waits for dependencies."""
+    jobs = request.jobs
+    is_queued = JobState.QUEUED  # looked up once: a class attribute of an enum is slow
+    queued = [j for j in jobs if j.state is is_queued]
+    holders = [j for j in jobs if j.state in HOLDING]
+    holders.sort(key=_job_id)
+    unusual = [j for j in queued if j.spec.after or not j.spec.gpus]
+    cancels: list[Verdict] = []
+    if len(queued) + len(holders) < len(jobs) or any(j.spec.after for j in unusual):
+        queued, cancels = _eligible(request, waiting)
+    cpu_queued = any(not j.spec.gpus for j in unusual)
+    return _SortedOut(holders, queued, cpu_queued, cancels)
+
+
+def _eligible(
+    request: SchedulingRequest, waiting: WaitingReasons
+) -> tuple[list[Job], list[Verdict]]:
+    """Queued jobs whose dependencies have all succeeded; note why the others wait."""
+    states: dict[int, JobState] | None = None  # built only when some job needs it
+    candidates: list[Job] = []
+    cancels: list[Verdict] = []
+    for job in request.jobs:
+        if job.state is not JobState.QUEUED:
+            if job.state is JobState.HELD:
+                waiting.note(job, "held: `gpugate release` to queue it")
+            continue
+        if not job.spec.after:
+            candidates.append(job)
+            continue
+        if states is None:
+            states = _job_states(request)
+        can_run, why = dependency_verdict(job, states)
+        if not can_run:
+            cancels.append(Verdict(job.id, why or "dependency cannot succeed"))
+        elif why is not None:
+            waiting.note(job, why)
+        else:
+            candidates.append(job)
+    cancels.sort(key=lambda v: v.job_id)  # the store may list jobs in any order
+    return candidates, cancels
+
+
+def _job_states(request: SchedulingRequest) -> dict[int, JobState]:
+    states = dict(request.dependency_states)
+    states.update((j.id, j.state) for j in request.jobs)
+    return states
 
 
 def _next_decision_at(
@@ -72,8 +147,8 @@ def _next_decision_at(
         times.append(now + policy.ramp_timeout_s)
     if policy.backfill and math.isfinite(policy.max_head_wait_s):
         started = {s.job_id for s in starts}
-        waits = (j.waiting_since for j in queued if j.id not in started)
-        oldest = min(waits, default=None)
+        still_queued = [j for j in queued if j.id not in started] if started else queued
+        oldest = min(map(_waiting_since, still_queued), default=None)
         if oldest is not None:
             times.append(oldest + policy.max_head_wait_s)
     return min((t for t in times if t > now), default=None)
@@ -99,45 +174,15 @@ def _ramp_reason(job: Job, request: SchedulingRequest) -> str:
     return f"seen at its expected {format_bytes(job.expected.mem_bytes)} per GPU"
 
 
-def _eligible(
-    request: SchedulingRequest, waiting: dict[int, str]
-) -> tuple[list[Job], list[Verdict]]:
-    """Queued jobs whose dependencies have all succeeded; note why the others wait."""
-    states: dict[int, JobState] = {}
-    if any(j.spec.after for j in request.jobs):  # built only when some job needs it
-        states.update(request.dependency_states)
-        states.update((j.id, j.state) for j in request.jobs)
-    candidates: list[Job] = []
-    cancels: list[Verdict] = []
-    queued, held = JobState.QUEUED, JobState.HELD
-    for job in request.jobs:
-        if job.state is not queued:
-            if job.state is held:
-                waiting[job.id] = "held: `gpugate release` to queue it"
-            continue
-        if not job.spec.after:  # the common case, kept cheap for 100k-job queues
-            candidates.append(job)
-            continue
-        can_run, why = dependency_verdict(job, states)
-        if not can_run:
-            cancels.append(Verdict(job.id, why or "dependency cannot succeed"))
-        elif why is not None:
-            waiting[job.id] = why
-        else:
-            candidates.append(job)
-    cancels.sort(key=lambda v: v.job_id)  # the store may list jobs in any order
-    return candidates, cancels
-
-
 def _start_cpu_jobs(
-    jobs: Sequence[Job], busy: int, policy: Policy, waiting: dict[int, str]
+    jobs: Sequence[Job], busy: int, policy: Policy, waiting: WaitingReasons
 ) -> list[Start]:
     """CPU-only jobs use their own slots: they never wait behind GPU jobs."""
     slots = policy.max_cpu_jobs
     starts: list[Start] = []
     for job in jobs:
         if slots is not None and busy >= slots:
-            waiting[job.id] = f"all {slots} CPU-job slots busy"
+            waiting.note(job, f"all {slots} CPU-job slots busy")
             continue
         busy += 1
         starts.append(Start(job.id, (), "CPU-only job: a CPU-job slot is free"))
@@ -147,44 +192,149 @@ def _start_cpu_jobs(
 def _start_gpu_jobs(
     jobs: Sequence[Job],
     loads: dict[str, GpuLoad],
+    free_at: dict[str, float],
     request: SchedulingRequest,
-    waiting: dict[int, str],
+    waiting: WaitingReasons,
 ) -> tuple[list[Start], Drain | None]:
-    """Greedy in queue order; later jobs backfill around a blocked head within its bound."""
+    """Greedy in queue order; later jobs backfill around a blocked head: on the GPUs held
+    for it only if expected to end in time (``hold_for_head``), and within its bound.
+
+    Between two changes of the loads (a start, a hold, a drain) the moment's screen
+    refuses, in one sweep, the jobs that cannot fit; their reasons are written later."""
     policy = request.policy
-    fits = FIT_CHECKS[policy.admission]
+    moment = _Moment(loads, policy)
     starts: list[Start] = []
     head: Job | None = None
     drain: Drain | None = None
-    refusals: dict[Shape, str] = {}  # same shape, same loads -> same answer: 100k jobs stay cheap
-    for job in _drained_job_first(jobs, request.drain):
-        if head is not None and not policy.backfill:
-            waiting[job.id] = f"behind job {head.id} (backfill is off)"
-            continue
-        shape: Shape = (
-            job.spec.gpus,
-            job.expected.mem_bytes,
-            job.expected.util_pct,
-            job.spec.exclusive,
-        )
-        if shape in refusals:
-            waiting[job.id] = refusals[shape]
-            continue
-        chosen, why = place(job, loads.values(), fits, policy)
-        if why is not None:
-            refusals[shape] = waiting[job.id] = why
+    jobs = _drained_job_first(jobs, request.drain)
+    index = 0
+    while index < len(jobs):
+        if head is not None:
+            if not policy.backfill:
+                waiting.note_all(jobs[index:], f"behind job {head.id} (backfill is off)")
+                break
+            admissible = moment.screen.first_admissible(jobs, index)
+            moment.refuse(jobs[index:admissible], waiting)
+            index = admissible
+            if index == len(jobs):
+                break
+        job = jobs[index]
+        index += 1
+        chosen = moment.place(job)
+        if not chosen:
+            moment.refuse((job,), waiting)
             if head is None:
                 head = job
                 if _past_backfill_bound(job, request):
+                    waiting.note(job, _Suffixed(moment.writer, _STOPPED_FOR_HEAD))
+                    moment.ends()
                     drain = _drain_for(job, loads, request.drain)
-                    waiting[job.id] = f"{why}; backfill stopped for it (waited past bound)"
-                    refusals.clear()
+                    moment = _Moment(loads, policy)
+                elif policy.backfill and policy.hold_for_head:
+                    moment.ends()
+                    _hold_for(job, loads, free_at, request.now)
+                    moment = _Moment(loads, policy)
             continue
-        starts.append(Start(job.id, tuple(g.view.uuid for g in chosen), _admit_reason(chosen, job)))
+        starts.append(
+            Start(job.id, tuple(g.view.uuid for g in chosen), _admit_reason(chosen, job, policy))
+        )
+        moment.ends()
         for load in chosen:
             reserve(load, job)
-        refusals.clear()
+            free_at[load.view.uuid] = max(
+                free_at.get(load.view.uuid, request.now), _expected_end(job, request.now)
+            )
+        moment = _Moment(loads, policy)
     return starts, drain
+
+
+_STOPPED_FOR_HEAD = "; backfill stopped for it (waited past bound)"
+
+
+class _Moment:
+    """The loads between two changes within a pass: what decides and explains refusals."""
+
+    __slots__ = ("_fits", "_loads", "_policy", "_refused", "screen", "writer")
+
+    def __init__(self, loads: dict[str, GpuLoad], policy: Policy) -> None:
+        self._loads = loads
+        self._policy = policy
+        self._fits = FIT_CHECKS[policy.admission]
+        open_loads = [g for g in loads.values() if g.drained_for is None]
+        self.screen = SCREENS[policy.admission](open_loads, policy)
+        self.writer = RefusalWriter(list(loads.values()), self._fits, policy)
+        self._refused = False
+
+    def place(self, job: Job) -> list[GpuLoad]:
+        """The GPUs the job gets; none when it waits. The screen answers most refusals;
+        the rules decide the rest and choose the GPUs."""
+        if screen_refuses(self.screen, job):
+            return []
+        return place(job, self._loads.values(), self._fits, self._policy)
+
+    def refuse(self, jobs: Sequence[Job], waiting: WaitingReasons) -> None:
+        """These jobs wait; their reasons will be written from this moment's loads."""
+        if jobs:
+            waiting.note_all(jobs, self.writer)
+            self._refused = True
+
+    def ends(self) -> None:
+        """The loads are about to change (a start, a drain): the jobs refused in this
+        moment keep the loads as they saw them."""
+        if self._refused:
+            self.writer.keep_as_they_are()
+
+
+class _Suffixed:
+    """A writer's sentence with a few words added (why a head's GPUs are drained)."""
+
+    __slots__ = ("_suffix", "_writer")
+
+    def __init__(self, writer: ReasonWriter, suffix: str) -> None:
+        self._writer = writer
+        self._suffix = suffix
+
+    def write(self, job: Job) -> str:
+        return self._writer.write(job) + self._suffix
+
+
+def _expected_end(job: Job, now: float) -> float:
+    """When a holder (or a job started now) is expected to end: its start plus its
+    expected run time; a job already past that, or with no history, is expected to run as
+    long again as it has so far (run times are heavy-tailed: the longer a job has run, the
+    longer it is likely to go on)."""
+    started = now if job.started_at is None else job.started_at
+    return started + max(job.expected.run_s or 0.0, 2 * (now - started))
+
+
+def _expected_free_at(holders: Sequence[Job], now: float) -> dict[str, float]:
+    """When each GPU holding gpugate jobs is expected to hold none (absent: free now)."""
+    free_at: dict[str, float] = {}
+    for job in holders:
+        end = _expected_end(job, now)
+        for uuid in job.gpu_uuids:
+            free_at[uuid] = max(free_at.get(uuid, now), end)
+    return free_at
+
+
+def _hold_for(head: Job, loads: dict[str, GpuLoad], free_at: dict[str, float], now: float) -> None:
+    """Hold for the blocked head the GPUs expected to empty first (EASY backfill): until
+    then they take only jobs expected to end before the head can start, so backfill never
+    delays it. No hold when that time cannot be predicted (a job on them has no history,
+    or outran it) or has come (the head waits for something else, like outside load):
+    then backfill is as greedy as without holds."""
+    need = head.expected.mem_bytes or 0
+    able = [g for g in loads.values() if g.drained_for is None and g.mem_cap_bytes >= need]
+    if len(able) < head.spec.gpus:
+        return
+    able.sort(key=lambda g: (free_at.get(g.view.uuid, now), g.view.index))
+    chosen = able[: head.spec.gpus]
+    start_at = max(free_at.get(g.view.uuid, now) for g in chosen)
+    if not now < start_at < math.inf:
+        return
+    for load in chosen:
+        load.held_for = head.id
+        load.hold_slack_s = start_at - now
 
 
 def _drained_job_first(jobs: Sequence[Job], drain: Drain | None) -> Sequence[Job]:
@@ -193,10 +343,10 @@ def _drained_job_first(jobs: Sequence[Job], drain: Drain | None) -> Sequence[Job
     for it would be handed out again."""
     if drain is None:
         return jobs
-    first = [j for j in jobs if j.id == drain.job_id]
-    if not first:
-        return jobs
-    return [*first, *(j for j in jobs if j.id != drain.job_id)]
+    for index, job in enumerate(jobs):  # it waited long: most often near the front
+        if job.id == drain.job_id:
+            return [job, *jobs[:index], *jobs[index + 1 :]]
+    return jobs
 
 
 def _past_backfill_bound(job: Job, request: SchedulingRequest) -> bool:
@@ -218,12 +368,19 @@ def _drain_for(head: Job, loads: dict[str, GpuLoad], previous: Drain | None) -> 
     return Drain(head.id, tuple(g.view.uuid for g in chosen))
 
 
-def _admit_reason(chosen: Sequence[GpuLoad], job: Job) -> str:
+def _admit_reason(chosen: Sequence[GpuLoad], job: Job, policy: Policy) -> str:
+    """Each chosen GPU's memory and utilization with the job added, against the line that
+    applied to it (the share line where the GPU already runs work)."""
     parts = []
+    shares = not (job.spec.exclusive or job.expected.whole_gpu)
+    add = job.expected.util_pct if shares or job.spec.exclusive else 0.0
     for load in chosen:
         mem_after = load.mem_bytes + (job.expected.mem_bytes or 0)
+        headroom = load.limits.util_headroom_pct
+        line = util_line(load, policy) if shares else headroom
+        which = " share line" if line < headroom else ""
         parts.append(
             f"{load.label} mem {format_bytes(mem_after)} of {format_bytes(load.mem_cap_bytes)},"
-            f" util {load.util_pct:.0f}% of {load.limits.util_headroom_pct:.0f}%"
+            f" util {load.util_pct + add:.0f}% of {line:.0f}%{which}"
         )
     return "fits: " + "; ".join(parts)

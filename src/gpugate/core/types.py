@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gpugate.core.policy import Policy
 from gpugate.model import Job, JobUsage
@@ -57,6 +58,82 @@ class Verdict:
 
     job_id: int
     reason: str
+
+
+class ReasonWriter(Protocol):
+    def write(self, job: Job) -> str:
+        """Why this job waits, in words for ``gpugate ls``."""
+        ...
+
+
+Reason = str | ReasonWriter  # a sentence, or what writes it (per job) when it is read
+_Written = str | tuple[ReasonWriter, Job]  # a sentence, or its writer and job
+
+
+class WaitingReasons(Mapping[int, str]):
+    """Job id -> why it is not starting, as a read-only mapping of sentences.
+
+    A pass refuses most of the queue, and the reasons are read only by ``gpugate ls`` and
+    the API (the simulator reads none). So the pass notes them in bulk (a run of jobs, one
+    reason), the mapping indexes them by job id when first read, and a ``ReasonWriter``,
+    which holds the loads as they were when the jobs were refused, writes a job's
+    sentence the first time it is read.
+    """
+
+    __slots__ = ("_by_id", "_noted")
+
+    def __init__(self) -> None:
+        self._noted: list[tuple[Sequence[Job], Reason]] = []  # in the order decided
+        self._by_id: dict[int, _Written] | None = None  # built on the first read
+
+    def note(self, job: Job, reason: Reason) -> None:
+        self.note_all((job,), reason)
+
+    def note_all(self, jobs: Sequence[Job], reason: Reason) -> None:
+        """These jobs wait for this reason (a later note for a job replaces it). The
+        sequence is kept as it is, not copied: the caller must not change it."""
+        if not jobs:
+            return
+        if self._by_id is None:
+            self._noted.append((jobs, reason))
+        else:
+            _index(self._by_id, jobs, reason)
+
+    def _reasons(self) -> dict[int, _Written]:
+        if self._by_id is None:
+            self._by_id = {}
+            for jobs, reason in self._noted:
+                _index(self._by_id, jobs, reason)
+            self._noted = []
+        return self._by_id
+
+    def __getitem__(self, job_id: int) -> str:
+        reasons = self._reasons()
+        reason = reasons[job_id]
+        if isinstance(reason, str):
+            return reason
+        writer, job = reason
+        text = reasons[job_id] = writer.write(job)
+        return text
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._reasons()  # without writing the sentence
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._reasons())
+
+    def __len__(self) -> int:
+        return len(self._reasons())
+
+    def __repr__(self) -> str:
+        return f"WaitingReasons({dict(self.items())!r})"
+
+
+def _index(by_id: dict[int, _Written], jobs: Sequence[Job], reason: Reason) -> None:
+    if isinstance(reason, str):
+        by_id.update(dict.fromkeys([job.id for job in jobs], reason))
+    else:
+        by_id.update({job.id: (reason, job) for job in jobs})
 
 
 @dataclass(frozen=True, slots=True)

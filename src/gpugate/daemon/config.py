@@ -10,8 +10,11 @@ Example ``config.toml`` (every key optional)::
     [scheduler]
     util_headroom_pct = 90
     mem_headroom_pct = 90
-    aging_per_hour = 1.0
+    share_util_pct = 50           # co-locate only while summed utilization stays under this
+    aging_per_hour = 0.05
+    run_time_weight = 1.0         # priority points per halving of the expected run time
     backfill = true
+    hold_for_head = false         # EASY backfill: hold the blocked head's GPUs
     max_head_wait_s = inf         # off; e.g. 1800 drains a head's GPUs after 30 min
     ramp_timeout_s = 60
     max_cpu_jobs = 8
@@ -58,14 +61,17 @@ _TOP_KEYS = {
 _SCHED_KEYS = {
     "util_headroom_pct",
     "mem_headroom_pct",
+    "share_util_pct",
     "aging_per_hour",
+    "run_time_weight",
     "backfill",
+    "hold_for_head",
     "max_head_wait_s",
     "ramp_timeout_s",
     "max_cpu_jobs",
     "idle_mem_pct",
 }
-_LIMIT_KEYS = {"util_headroom_pct", "mem_headroom_pct"}
+_LIMIT_KEYS = {"util_headroom_pct", "mem_headroom_pct", "share_util_pct"}
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> DaemonConfig:
@@ -110,6 +116,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
     limits = GpuLimits(
         util_headroom_pct=_pct(flat, "util_headroom_pct", base.policy.limits.util_headroom_pct),
         mem_headroom_pct=_pct(flat, "mem_headroom_pct", base.policy.limits.mem_headroom_pct),
+        share_util_pct=_pct(flat, "share_util_pct", base.policy.limits.share_util_pct),
     )
     per_gpu = {
         str(gpu): dataclasses.replace(limits, **{k: _pct(v, k, getattr(limits, k)) for k in v})
@@ -120,7 +127,9 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         limits=limits,
         per_gpu_limits=per_gpu,
         aging_per_hour=_num(flat, "aging_per_hour", base.policy.aging_per_hour),
+        run_time_weight=_num(flat, "run_time_weight", base.policy.run_time_weight),
         backfill=bool(flat.get("backfill", base.policy.backfill)),
+        hold_for_head=bool(flat.get("hold_for_head", base.policy.hold_for_head)),
         max_head_wait_s=_num(flat, "max_head_wait_s", base.policy.max_head_wait_s),
         ramp_timeout_s=_num(flat, "ramp_timeout_s", base.policy.ramp_timeout_s),
         idle_mem_pct=_pct(flat, "idle_mem_pct", base.policy.idle_mem_pct),

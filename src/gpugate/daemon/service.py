@@ -14,6 +14,7 @@ from typing import Any
 from gpugate.api.schemas import JobSubmission, SimLoadRequest
 from gpugate.core.expectation import expected_use
 from gpugate.core.limits import never_fits
+from gpugate.core.runtime import RECENT_RUNS, expected_run_s
 from gpugate.daemon.engine import Engine
 from gpugate.gpu.sim import SimMonitor
 from gpugate.lifecycle import advance
@@ -49,7 +50,7 @@ class Service:
         """
         now = self.engine.clock()
         self._check_dependencies(submissions)
-        history: dict[str, Expectation | None] = {}
+        history: dict[str, list[Job]] = {}
         request_env = env or {}
         last_env: dict[str, str] | None = None
         jobs = []
@@ -71,7 +72,7 @@ class Service:
         sub: JobSubmission,
         owner: int,
         now: float,
-        history: dict[str, Expectation | None],
+        history: dict[str, list[Job]],
         job_env: dict[str, str],
     ) -> Job:
         spec = JobSpec(
@@ -99,21 +100,15 @@ class Service:
         )
         return Job(0, spec, state, sub.priority, now, expected, reason=reason)
 
-    def _expectation(self, spec: JobSpec, history: dict[str, Expectation | None]) -> Expectation:
-        def recall() -> Expectation | None:
-            if spec.command not in history:  # a sweep repeats commands: one lookup each
-                history[spec.command] = self._from_history(spec.command)
-            return history[spec.command]
-
-        return expected_use(spec, recall)
-
-    def _from_history(self, command: str) -> Expectation | None:
-        last = self.engine.store.last_success(command)
-        if last is None or not last.peak_mem_bytes:
-            return None
-        return Expectation(
-            last.peak_mem_bytes, last.peak_util_pct or 0.0, ExpectationSource.HISTORY
-        )
+    def _expectation(self, spec: JobSpec, history: dict[str, list[Job]]) -> Expectation:
+        """Declared use, else the last successful run's peaks; the run time from the
+        command's recent successful runs either way (it orders the queue)."""
+        if spec.command not in history:  # a sweep repeats commands: one lookup each
+            history[spec.command] = self.engine.store.recent_successes(spec.command, RECENT_RUNS)
+        runs = history[spec.command]  # newest first
+        expected = expected_use(spec, lambda: _peaks_of(runs[0]) if runs else None)
+        durations = [d for d in map(_duration_s, reversed(runs)) if d is not None]
+        return replace(expected, run_s=expected_run_s(durations))
 
     def _check_dependencies(self, submissions: Sequence[JobSubmission]) -> None:
         deps = {d for sub in submissions for d in sub.after}
@@ -202,3 +197,16 @@ class Service:
         self.engine.commit([(moved, transition)])
         self.wake()
         return moved
+
+
+def _peaks_of(run: Job) -> Expectation | None:
+    """What a successful run was seen to use, as an expectation for the next one."""
+    if not run.peak_mem_bytes:
+        return None
+    return Expectation(run.peak_mem_bytes, run.peak_util_pct or 0.0, ExpectationSource.HISTORY)
+
+
+def _duration_s(run: Job) -> float | None:
+    if run.started_at is None or run.ended_at is None:
+        return None
+    return run.ended_at - run.started_at

@@ -28,6 +28,7 @@ def job_view(engine: Engine, job: Job) -> api.JobView:
         mem_bytes=job.expected.mem_bytes,
         util_pct=job.expected.util_pct,
         expectation=job.expected.source.value,
+        expected_run_s=job.expected.run_s,
         exclusive=job.spec.exclusive,
         after=list(job.spec.after),
         submitted_at=job.submitted_at,

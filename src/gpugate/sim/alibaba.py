@@ -27,7 +27,9 @@ The rules, each a parameter of ``load_alibaba`` (default in brackets):
   submits at 0, and ``window_days=(start, end)`` or ``last_days`` then pick a window in days
   from there (see ``workload.select_window``), shifted again to start at 0.
 
-``id`` is the pod's 0-based row in the file; ``name`` is its ``job_id``.
+``id`` is the pod's 0-based row in the file; ``name`` is its ``job_id``; ``command`` (the
+key of the run-time history) is its request: QoS, GPUs, GPU milli, CPU milli and memory.
+A window's ``history`` holds the kept pods outside it that ended before it opened.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ ALIBABA_COLUMNS = (
     "pod_phase",
     "orig_wait_s",
 )
+POD_REQUEST_COLUMNS = ("qos", "num_gpu", "gpu_milli", "cpu_milli", "memory_mib")
 QOS_PRIORITY = {"LS": 2, "Guaranteed": 2, "Burstable": 1, "BE": 0}
 PRIORITY_NAMES = {2: "high (LS, Guaranteed)", 1: "normal (Burstable)", 0: "low (BE)"}
 WHOLE_GPU_MILLI = 1000
@@ -175,7 +178,15 @@ def _pod_job(
         priority=QOS_PRIORITY[row["qos"]],
         ramp_s=ramp_s,
         name=row["job_id"],
+        command=pod_command(row),
     )
+
+
+def pod_command(row: dict[str, str]) -> str:
+    """The pod's resource request, standing in for its command line: the trace has no
+    commands, and the pods of one deployment (replicas of one service, the tasks of one
+    job) share their request. What the daemon keys a command's history on."""
+    return " ".join(f"{column}={row[column]}" for column in POD_REQUEST_COLUMNS)
 
 
 def _describe(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -22,6 +22,7 @@ from gpugate.core.schedule import schedule
 from gpugate.core.types import Drain, SchedulingReply, SchedulingRequest
 from gpugate.lifecycle import advance
 from gpugate.model import Job, JobSpec
+from gpugate.sim.history import PriorRun, RunHistory
 from gpugate.sim.job import SimJob
 from gpugate.sim.machine import Interference, Placed, SimMachine
 from gpugate.sim.workload import DEFAULT_GPU_MEM_BYTES
@@ -108,8 +109,16 @@ class Simulation:
         interference: Interference,
         config: SimConfig = SimConfig(),
         policy_name: str = "",
+        history: Iterable[PriorRun] = (),
+        oracle: bool = False,
     ) -> None:
+        """``history``: runs the daemon would have seen end before the first job (a
+        trace's earlier weeks), from which, and from the runs completed as the simulation
+        goes, a job's expected run time is estimated at submit like the daemon does.
+        ``oracle``: tell the scheduler every job's true run time instead (the SJF oracle)."""
         self.jobs = {j.id: j for j in jobs}
+        self.history = RunHistory(history)
+        self.oracle = oracle
         self.policy = policy
         self.policy_name = policy_name
         self.config = config
@@ -165,7 +174,7 @@ class Simulation:
 
     # ------------------------------------------------------------------------- events
     def _arrive(self, sim_job: SimJob, now: float) -> None:
-        job = _as_gpugate_job(sim_job)
+        job = _as_gpugate_job(sim_job, self._expected_run_s(sim_job))
         if never_fits(job.spec.gpus, job.expected, self.machine.views(), self.policy):
             self._finish_record(sim_job.id, now, Outcome.REFUSED)
             return
@@ -183,6 +192,14 @@ class Simulation:
         job = self.active.pop(job_id)
         advance(job, JobState.SUCCEEDED, now, "exited 0")  # checks the edge is legal
         self._finish_record(job_id, now, Outcome.COMPLETED)
+        started = self.records[job_id].start_s
+        if started is not None:  # what the daemon's store learns: the run as it really went
+            self.history.record(self.jobs[job_id].submitted_command, now - started)
+
+    def _expected_run_s(self, sim_job: SimJob) -> float | None:
+        if self.oracle:
+            return sim_job.run_s
+        return self.history.expected_run_s(sim_job.submitted_command)
 
     def _crash_oom(self, job_id: int, now: float) -> None:
         job = self.active.pop(job_id)
@@ -193,7 +210,8 @@ class Simulation:
             self._finish_record(job_id, now, Outcome.FAILED_OOM)
             return
         # resubmitted at once, as its user (or a retry wrapper) would: back of its class
-        self.active[job_id] = _as_gpugate_job(self.jobs[job_id], queued_at=now)
+        sim_job = self.jobs[job_id]
+        self.active[job_id] = _as_gpugate_job(sim_job, self._expected_run_s(sim_job), now)
 
     def _finish_record(self, job_id: int, now: float, outcome: str) -> None:
         record = self.records[job_id]
@@ -263,18 +281,18 @@ class Simulation:
         line.running.append(running)
 
 
-def _as_gpugate_job(sim_job: SimJob, queued_at: float | None = None) -> Job:
-    """The job as the daemon would store it right after ``gpugate submit``."""
+def _as_gpugate_job(sim_job: SimJob, run_s: float | None, queued_at: float | None = None) -> Job:
+    """The job as the daemon would store it right after ``gpugate submit``, expected to
+    run ``run_s`` (None: never seen succeed)."""
     spec = JobSpec(
-        command=sim_job.name or f"job {sim_job.id}",
+        command=sim_job.submitted_command,
         cwd="/",
         gpus=sim_job.gpus,
         mem_bytes=sim_job.declared_mem_bytes,
         util_pct=None if sim_job.declared_mem_bytes is None else sim_job.declared_util_pct,
         name=sim_job.name,
     )
-    # the true run time: only the shortest-first oracle reads it
-    expected = dataclasses.replace(expected_use(spec), run_s=sim_job.run_s)
+    expected = dataclasses.replace(expected_use(spec), run_s=run_s)
     return Job(
         id=sim_job.id,
         spec=spec,

@@ -23,7 +23,7 @@ from gpugate.sim.engine import SimConfig, SimResult, Simulation
 from gpugate.sim.interference import FITTED, NONE, InterferenceModel
 from gpugate.sim.job import SimJob, Workload
 from gpugate.sim.metrics import Metrics, Summary, summarize, summarize_runs
-from gpugate.sim.policies import DEFAULT_COMPARISON, policy_named
+from gpugate.sim.policies import DEFAULT_COMPARISON, ORACLE_POLICIES, policy_named
 from gpugate.sim.tracefile import load_trace
 from gpugate.sim.workload import (
     DEFAULT_GPU_MEM_BYTES,
@@ -53,6 +53,7 @@ class Experiment:
     load: float | None = 0.9  # None: arrival times as recorded
     load_basis: LoadBasis = LoadBasis.OFFERED
     last_days: float | None = None  # trace window: its final days (e.g. 7, a test week)
+    window_days: tuple[float, float] | None = None  # or days (start, end) from its first job
     policies: Sequence[str] = DEFAULT_COMPARISON
     seeds: Sequence[int] = (1, 2, 3)
     interference: str = "fitted"
@@ -83,7 +84,7 @@ def build_workload(exp: Experiment, seed: int) -> Workload:
             exp.synthetic_jobs, exp.n_gpus, load, seed, gpu_mem_bytes=exp.gpu_mem_bytes
         )
     else:
-        options: dict[str, Any] = {"last_days": exp.last_days}
+        options: dict[str, Any] = {"last_days": exp.last_days, "window_days": exp.window_days}
         if is_alibaba_trace(exp.trace):
             options.update(seed=seed, gpu_mem_bytes=exp.gpu_mem_bytes, max_gpus=exp.n_gpus)
         workload = load_trace(exp.trace, **options)
@@ -121,7 +122,7 @@ def run_experiment(exp: Experiment, progress: RunProgress | None = None) -> Comp
     for name, policy in policies:
         runs: list[Metrics] = []
         for seed, workload in workloads.items():
-            result = _run_one(workload.jobs, name, policy, config, exp, seed, progress)
+            result = _run_one(workload, name, policy, config, exp, seed, progress)
             runs.append(summarize(result, policy.limits.util_headroom_pct))
             first_runs.setdefault(name, result)
         summaries.append(summarize_runs(name, runs))
@@ -137,7 +138,7 @@ def run_experiment(exp: Experiment, progress: RunProgress | None = None) -> Comp
 
 
 def _run_one(
-    jobs: Sequence[SimJob],
+    workload: Workload,
     name: str,
     policy: Policy,
     config: SimConfig,
@@ -145,7 +146,15 @@ def _run_one(
     seed: int,
     progress: RunProgress | None,
 ) -> SimResult:
-    sim = Simulation(jobs, policy, INTERFERENCE[exp.interference], config, policy_name=name)
+    sim = Simulation(
+        workload.jobs,
+        policy,
+        INTERFERENCE[exp.interference],
+        config,
+        policy_name=name,
+        history=workload.history,
+        oracle=name in ORACLE_POLICIES,
+    )
     started = time.perf_counter()
     report = None if progress is None else (lambda done, total: progress(name, seed, done, total))
     result = sim.run(report)

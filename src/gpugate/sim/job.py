@@ -28,6 +28,12 @@ class SimJob:
     user: str = ""
     ramp_s: float = 20.0  # seconds from start until its memory is allocated
     name: str = ""
+    command: str = ""  # what the daemon keys its history on; "" = one of a kind
+
+    @property
+    def submitted_command(self) -> str:
+        """The command line the daemon would store: runs of one command share a history."""
+        return self.command or self.name or f"job {self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +44,5 @@ class Workload:
     jobs: Sequence[SimJob]
     description: str = ""
     priority_names: dict[int, str] = field(default_factory=dict)  # e.g. {2: "LS (high)"}
+    # (command, run seconds) of runs that ended before the first job: the daemon's history
+    history: tuple[tuple[str, float], ...] = ()

@@ -11,7 +11,7 @@ GPU (data-parallel training waits for the slowest rank).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,28 +76,42 @@ class SimMachine:
         self.placed: dict[int, Placed] = {}
         self.interference = interference
         self._versions = itertools.count(1)
+        # what the core sees, kept from one pass to the next until a job starts or ends or
+        # allocates: most passes (an arrival, a wake-up) find the machine as it was
+        self._views: tuple[GpuView, ...] | None = None
+        self._usage: Mapping[int, Mapping[str, JobUsage]] | None = None
 
     # ------------------------------------------------------------------ what the core sees
-    def views(self) -> list[GpuView]:
-        return [
-            GpuView(g.uuid, g.index, g.mem_total_bytes, g.mem_used_bytes, g.util_pct)
-            for g in self.gpus
-        ]
+    def views(self) -> tuple[GpuView, ...]:
+        if self._views is None:
+            self._views = tuple(
+                GpuView(g.uuid, g.index, g.mem_total_bytes, g.mem_used_bytes, g.util_pct)
+                for g in self.gpus
+            )
+        return self._views
 
-    def usage(self) -> dict[int, dict[str, JobUsage]]:
+    def usage(self) -> Mapping[int, Mapping[str, JobUsage]]:
         """What a monitor would attribute to each job on each of its GPUs."""
-        seen: dict[int, dict[str, JobUsage]] = {}
-        for placed in self.placed.values():
-            if placed.allocated and placed.gpus:
-                use = JobUsage(placed.job.mem_bytes, placed.job.util_pct)
-                seen[placed.job.id] = {self.gpus[i].uuid: use for i in placed.gpus}
-        return seen
+        if self._usage is None:
+            seen: dict[int, dict[str, JobUsage]] = {}
+            for placed in self.placed.values():
+                if placed.allocated and placed.gpus:
+                    use = JobUsage(placed.job.mem_bytes, placed.job.util_pct)
+                    seen[placed.job.id] = {self.gpus[i].uuid: use for i in placed.gpus}
+            self._usage = seen
+        return self._usage
+
+    def _forget_views(self) -> None:
+        """What the core sees is about to change: build it again when next asked."""
+        self._views = None
+        self._usage = None
 
     # ------------------------------------------------------------------------- changes
     def start(self, job: SimJob, uuids: Sequence[str], now: float) -> Placed:
         gpus = tuple(self.by_uuid[u].index for u in uuids)
         version = next(self._versions)
         placed = Placed(job, gpus, now, job.run_s, now, version=version, run=version)
+        self._forget_views()
         self.placed[job.id] = placed
         for i in gpus:
             self.gpus[i].jobs[job.id] = placed
@@ -110,11 +124,13 @@ class SimMachine:
         if any(self._would_overflow(self.gpus[i], placed.job) for i in placed.gpus):
             self.remove(job_id, now)
             return False, []
+        self._forget_views()
         placed.allocated = True
         return True, self._respeed(placed.gpus, now)
 
     def remove(self, job_id: int, now: float) -> list[Placed]:
         """The job ended (or crashed); returns the jobs whose speed changed."""
+        self._forget_views()
         placed = self.placed.pop(job_id)
         for i in placed.gpus:
             del self.gpus[i].jobs[job_id]

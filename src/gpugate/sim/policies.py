@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gpugate.core.policy import Admission, Policy, QueueOrder
+from gpugate.core.policy import Admission, GpuLimits, Policy, QueueOrder
 
-_WHOLE = Policy(admission=Admission.WHOLE_GPU, order=QueueOrder.FIFO, aging_per_hour=0.0)
-_MEMORY = Policy(admission=Admission.MEMORY_ONLY, order=QueueOrder.FIFO, aging_per_hour=0.0)
+_WHOLE = Policy(
+    admission=Admission.WHOLE_GPU, order=QueueOrder.FIFO, aging_per_hour=0.0, hold_for_head=False
+)
+_MEMORY = Policy(
+    admission=Admission.MEMORY_ONLY, order=QueueOrder.FIFO, aging_per_hour=0.0, hold_for_head=False
+)
 _GPUGATE = Policy()
+NO_SHARE_LINE = GpuLimits(share_util_pct=100.0)  # co-locate up to the headroom line
 BOUND_S = 1800.0  # the backfill bound of the *-bounded variants
 
 POLICIES: dict[str, tuple[Policy, str]] = {
@@ -21,12 +26,17 @@ POLICIES: dict[str, tuple[Policy, str]] = {
         _WHOLE,
         "one job per GPU, submission order; later jobs start around a blocked head",
     ),
+    "fifo-backfill-easy": (
+        replace(_WHOLE, hold_for_head=True),
+        "as fifo-backfill, but backfill on the head's GPUs only for jobs expected (from"
+        " history) to end before it can start: EASY backfill, as Slurm does",
+    ),
     "fifo-backfill-bounded": (
         replace(_WHOLE, max_head_wait_s=BOUND_S),
         "as fifo-backfill, but a head that waited 30 min gets its GPUs drained",
     ),
     "whole-gpu-priority": (
-        replace(_WHOLE, order=QueueOrder.PRIORITY, aging_per_hour=1.0),
+        replace(_WHOLE, order=QueueOrder.PRIORITY, aging_per_hour=1.0, run_time_weight=0.0),
         "one job per GPU, priority with aging, backfill",
     ),
     "memory-only": (
@@ -35,7 +45,7 @@ POLICIES: dict[str, tuple[Policy, str]] = {
     ),
     "memory-only-backfill": (_MEMORY, "free-memory admission, submission order, backfill"),
     "memory-only-priority": (
-        replace(_MEMORY, order=QueueOrder.PRIORITY, aging_per_hour=1.0),
+        replace(_MEMORY, order=QueueOrder.PRIORITY, aging_per_hour=1.0, run_time_weight=0.0),
         "free-memory admission, priority with aging, backfill",
     ),
     "gpugate-fifo": (
@@ -44,16 +54,39 @@ POLICIES: dict[str, tuple[Policy, str]] = {
     ),
     "gpugate-no-aging": (
         replace(_GPUGATE, aging_per_hour=0.0),
-        "gpugate admission, fixed priorities (no aging), backfill",
+        "as gpugate, with fixed priorities (no aging)",
     ),
     "gpugate-no-backfill": (
         replace(_GPUGATE, backfill=False),
-        "gpugate admission, priority with aging, no backfill",
+        "as gpugate, without backfill",
+    ),
+    "gpugate-no-runtime": (
+        replace(_GPUGATE, run_time_weight=0.0),
+        "as gpugate, without the expected run time in the order (priority with aging only)",
+    ),
+    "gpugate-no-hold": (
+        replace(_GPUGATE, hold_for_head=False),
+        "as gpugate, with greedy backfill (no hold of the head's GPUs)",
+    ),
+    "gpugate-no-share-line": (
+        replace(_GPUGATE, limits=NO_SHARE_LINE),
+        "as gpugate, co-locating up to the 90% headroom line (no 50% share line)",
+    ),
+    "gpugate-first-cut": (
+        replace(
+            _GPUGATE,
+            limits=NO_SHARE_LINE,
+            run_time_weight=0.0,
+            aging_per_hour=1.0,
+            hold_for_head=False,
+        ),
+        "gpugate as first built: headroom only, priority with aging of 1 point per hour",
     ),
     "gpugate": (
         _GPUGATE,
-        "gpugate admission (utilization + memory headroom, reservations), priority with"
-        " aging, backfill: what `gpugate serve` runs",
+        "gpugate admission (utilization + memory headroom, 50% share line, reservations),"
+        " priority with aging and expected run time from history, backfill that holds the"
+        " head's GPUs: what `gpugate serve` runs",
     ),
     "gpugate-bounded": (
         replace(_GPUGATE, max_head_wait_s=BOUND_S),
@@ -66,6 +99,8 @@ POLICIES: dict[str, tuple[Policy, str]] = {
 }
 
 DEFAULT_COMPARISON = ("fifo", "fifo-backfill", "memory-only-backfill", "gpugate", "sjf-oracle")
+# The one policy the simulator tells true run times; every other sees what history says.
+ORACLE_POLICIES = frozenset({"sjf-oracle"})
 
 
 class UnknownPolicy(ValueError):

@@ -127,4 +127,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "user": str,
     "ramp_s": parse_seconds,
     "name": str,
+    "command": str,
 }

@@ -171,8 +171,23 @@ def select_window(
     else:
         return workload
     return dataclasses.replace(
-        workload, jobs=jobs, description=f"{workload.description}; {label}: {len(jobs)} jobs"
+        workload,
+        jobs=jobs,
+        description=f"{workload.description}; {label}: {len(jobs)} jobs",
+        history=runs_before(workload.jobs, {job.id for job in jobs}),
     )
+
+
+def runs_before(jobs: Sequence[SimJob], window_ids: set[int]) -> tuple[tuple[str, float], ...]:
+    """``(command, run_s)`` of the jobs outside the window that ended before its first
+    submit, in the order they ended: what a daemon running the window already knows."""
+    window = [job for job in jobs if job.id in window_ids]
+    if not window:
+        return ()
+    opened = min(job.submit_s for job in window)
+    ended = [j for j in jobs if j.id not in window_ids and j.submit_s + j.run_s <= opened]
+    ended.sort(key=lambda job: (job.submit_s + job.run_s, job.id))
+    return tuple((job.submitted_command, job.run_s) for job in ended)
 
 
 # --- synthetic ----------------------------------------------------------------------------

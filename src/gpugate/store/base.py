@@ -66,8 +66,9 @@ class Store(Protocol):
         """Current state of each known id among ``job_ids``."""
         ...
 
-    def last_success(self, command: str) -> Job | None:
-        """The most recently ended succeeded job with exactly this command, if any."""
+    def recent_successes(self, command: str, limit: int) -> list[Job]:
+        """Up to ``limit`` succeeded jobs with exactly this command, the most recently
+        ended first: what gpugate learns a command's memory, utilization and run time from."""
         ...
 
     def close(self) -> None: ...

@@ -44,7 +44,7 @@ class MemoryStore:
         self._jobs: dict[int, Job] = {}
         self._history: dict[int, list[Transition]] = {}
         self._active_ids: set[int] = set()
-        self._succeeded_ids: dict[str, set[int]] = {}  # by command, for last_success()
+        self._succeeded_ids: dict[str, set[int]] = {}  # by command, for recent_successes()
         self._last_id = 0  # ids are never reused, like SQLite's AUTOINCREMENT
         self._lock = threading.Lock()
 
@@ -92,10 +92,10 @@ class MemoryStore:
         with self._lock:
             return {i: self._jobs[i].state for i in job_ids if i in self._jobs}
 
-    def last_success(self, command: str) -> Job | None:
+    def recent_successes(self, command: str, limit: int) -> list[Job]:
         with self._lock:
-            succeeded = [self._jobs[i] for i in self._succeeded_ids.get(command, ())]
-            return max(succeeded, key=_newest_end, default=None)
+            succeeded = (self._jobs[i] for i in self._succeeded_ids.get(command, ()))
+            return heapq.nlargest(max(limit, 0), succeeded, key=_newest_end)
 
     def close(self) -> None:
         """Nothing to release; the jobs stay readable, as after reopening SQLite."""

@@ -82,7 +82,7 @@ _V1_CREATE_TABLES = _sql(
         queued_at REAL
     )""",
     "CREATE INDEX jobs_by_state ON jobs (state)",
-    # Serves last_success(): equality on command and state, then the newest ended_at.
+    # Serves recent_successes(): equality on command and state, then the newest ended_at.
     "CREATE INDEX jobs_by_command_state_ended ON jobs (command, state, ended_at)",
     # Serves recent(): the newest ended jobs without sorting every finished job.
     "CREATE INDEX jobs_by_ended ON jobs (ended_at)",
@@ -98,7 +98,10 @@ _V1_CREATE_TABLES = _sql(
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_CREATE_TABLES,)
+# Expected run time (core.runtime): it orders the queue, so it must survive a restart.
+_V2_EXPECTED_RUN_TIME = _sql("ALTER TABLE jobs ADD COLUMN expected_run_s REAL")
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_CREATE_TABLES, _V2_EXPECTED_RUN_TIME)
 LATEST_VERSION = len(MIGRATIONS)
 
 

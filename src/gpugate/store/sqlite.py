@@ -43,7 +43,7 @@ _SPEC_COLUMNS = (
 )
 _OWN_COLUMNS = (
     "state", "priority", "submitted_at", "expected_mem_bytes", "expected_util_pct",
-    "expected_source", "gpu_uuids_json", "cancel_requested",
+    "expected_source", "expected_run_s", "gpu_uuids_json", "cancel_requested",
 )
 _PLAIN_JOB_FIELDS = (
     "reason", "pid", "pid_start_time", "started_at", "ramped_at", "ended_at", "exit_code",
@@ -86,7 +86,7 @@ _NEWEST_END = "ORDER BY ended_at DESC, id DESC"
 _SELECT_RECENT = (
     f"{_SELECT_JOBS} WHERE +state IN ({_placeholders(len(_TERMINAL_STATES))}) {_NEWEST_END} LIMIT ?"
 )
-_SELECT_LAST_SUCCESS = f"{_SELECT_JOBS} WHERE command = ? AND state = ? {_NEWEST_END} LIMIT 1"
+_SELECT_SUCCESSES = f"{_SELECT_JOBS} WHERE command = ? AND state = ? {_NEWEST_END} LIMIT ?"
 
 
 def _env_json(env: Mapping[str, str]) -> str:
@@ -143,6 +143,7 @@ def _job_row(job: Job, env_id: int) -> tuple[Any, ...]:
         expected.mem_bytes,
         expected.util_pct,
         expected.source.value,
+        expected.run_s,
         _array_json(job.gpu_uuids),
         int(job.cancel_requested),
         *[getattr(job, f) for f in _PLAIN_JOB_FIELDS],
@@ -171,14 +172,14 @@ def _job_from_row(row: tuple[Any, ...]) -> Job:
 
     Unpacked by position, not through a dict per row: that made active() twice as slow.
     """
-    state, priority, submitted_at, mem_bytes, util_pct, source, uuids, cancel = row[_OWN]
+    state, priority, submitted_at, mem_bytes, util_pct, source, run_s, uuids, cancel = row[_OWN]
     return Job(
         id=row[0],
         spec=_spec_from_row(row[_SPEC]),
         state=JobState(state),
         priority=priority,
         submitted_at=submitted_at,
-        expected=Expectation(mem_bytes, util_pct, ExpectationSource(source)),
+        expected=Expectation(mem_bytes, util_pct, ExpectationSource(source), run_s),
         gpu_uuids=_tuple_from_json(uuids),
         cancel_requested=bool(cancel),
         **dict(zip(_PLAIN_JOB_FIELDS, row[_PLAIN], strict=True)),
@@ -276,9 +277,8 @@ class SqliteStore:
             rows = _rows_by_ids(conn, "SELECT id, state FROM jobs", job_ids)
             return {job_id: JobState(state) for job_id, state in rows}
 
-    def last_success(self, command: str) -> Job | None:
-        found = self._jobs(_SELECT_LAST_SUCCESS, (command, JobState.SUCCEEDED.value))
-        return found[0] if found else None
+    def recent_successes(self, command: str, limit: int) -> list[Job]:
+        return self._jobs(_SELECT_SUCCESSES, (command, JobState.SUCCEEDED.value, max(limit, 0)))
 
     def close(self) -> None:
         with self._lock:
