@@ -64,9 +64,10 @@ POLICIES: dict[str, tuple[Policy, str]] = {
         replace(_GPUGATE, run_time_weight=0.0),
         "as gpugate, without the expected run time in the order (priority with aging only)",
     ),
-    "gpugate-no-hold": (
-        replace(_GPUGATE, hold_for_head=False),
-        "as gpugate, with greedy backfill (no hold of the head's GPUs)",
+    "gpugate-hold": (
+        replace(_GPUGATE, hold_for_head=True),
+        "as gpugate, but backfill on the head's GPUs only for jobs expected to end before"
+        " it can start (EASY backfill; opt-in in the daemon: `hold_for_head`)",
     ),
     "gpugate-no-share-line": (
         replace(_GPUGATE, limits=NO_SHARE_LINE),
@@ -85,8 +86,8 @@ POLICIES: dict[str, tuple[Policy, str]] = {
     "gpugate": (
         _GPUGATE,
         "gpugate admission (utilization + memory headroom, 50% share line, reservations),"
-        " priority with aging and expected run time from history, backfill that holds the"
-        " head's GPUs: what `gpugate serve` runs",
+        " priority with aging and expected run time from history, greedy backfill:"
+        " what `gpugate serve` runs",
     ),
     "gpugate-bounded": (
         replace(_GPUGATE, max_head_wait_s=BOUND_S),
