@@ -14,7 +14,7 @@ import time
 
 from gpugate.sim.engine import SimConfig, Simulation
 from gpugate.sim.interference import FITTED
-from gpugate.sim.policies import policy_named
+from gpugate.sim.policies import ORACLE_POLICIES, policy_named
 from gpugate.sim.workload import offered_load, synthetic, whole_gpu_load
 
 
@@ -31,7 +31,10 @@ def main() -> None:
         f" {offered_load(workload.jobs, 8):.2f} (whole-GPU {whole_gpu_load(workload.jobs, 8):.2f})"
     )
     for name in args.policies.split(","):
-        sim = Simulation(workload.jobs, policy_named(name), FITTED, SimConfig(), policy_name=name)
+        oracle = name in ORACLE_POLICIES  # sjf-oracle is told true run times
+        sim = Simulation(
+            workload.jobs, policy_named(name), FITTED, SimConfig(), name, oracle=oracle
+        )
         started = time.perf_counter()
         result = sim.run()
         wall = time.perf_counter() - started

@@ -506,6 +506,30 @@ def test_no_hold_when_the_head_waits_for_something_gpugate_did_not_start() -> No
     assert set(started(reply)) == {3}
 
 
+def test_a_job_not_yet_past_its_expected_run_keeps_its_expected_end() -> None:
+    """Job 1 expected 3600 s, 2700 s in (now 2700): free at 3600, so the head's GPU takes
+    a 900 s job and not a 901 s one."""
+    holder = running(1, mem_gib=4, util_pct=10, run_s=3600)
+    head = job(2, mem_gib=None, priority=5)
+    short, long = job(3, mem_gib=2, run_s=900), job(4, mem_gib=2, run_s=901)
+    reply = schedule(
+        request([gpu(0, used_gib=4)], [holder, head, short, long], now=2700, policy=HOLD)
+    )
+    assert set(started(reply)) == {3}
+
+
+def test_the_hold_skips_an_empty_gpu_the_head_cannot_use() -> None:
+    """GPU0 has no gpugate job but 12 GiB used by another process: the unknown-size head
+    can never start there. GPU1 runs job 1 until 1000: that is the GPU to hold, so a
+    50,000 s job must not backfill onto it (it may go to GPU0)."""
+    holder = running(1, "GPU-1", mem_gib=4, util_pct=10, run_s=1000)
+    head = job(2, mem_gib=None, priority=5)
+    long = job(3, mem_gib=2, util_pct=10, run_s=50_000)
+    gpus = [gpu(0, used_gib=12), gpu(1, used_gib=4)]
+    reply = schedule(request(gpus, [holder, head, long], policy=HOLD))
+    assert started(reply) == {3: ("GPU-0",)}
+
+
 def test_a_job_past_its_expected_run_is_expected_to_run_as_long_again() -> None:
     """Job 1 expected 100 s but running for 400 s (now 400): expected free at 800, so
     the head's GPU takes a 399 s job and not a 401 s one."""

@@ -426,13 +426,22 @@ def test_the_simulator_orders_by_what_history_says_not_by_the_truth() -> None:
 
 
 def test_completed_runs_teach_the_history_of_later_submissions() -> None:
-    """Two runs of "a" end before job 3 arrives: 3 is expected to run their median."""
+    """Runs of "a" (100 s and 300 s) end before job 3 ("a") arrives at 500: it is expected
+    to run their median, 200 s (+4.2 points), and goes before job 4 ("b", never seen,
+    submitted earlier) when the blocker (job 2, [400, 1000)) ends. Without learning from
+    completed runs, first come first served would start job 4 first."""
+
+    def job(job_id: int, submit_s: float, run_s: float, command: str, gib: float) -> SimJob:
+        return replace(sim_job(job_id, submit_s, run_s, mem_gib=gib), command=command)
+
     jobs = [
-        replace(sim_job(i, submit_s, run_s), command="a")
-        for i, submit_s, run_s in [(0, 0, 100), (1, 0, 300), (3, 500, 50)]
+        job(0, 0, 100, "a", 8),
+        job(1, 0, 300, "a", 8),
+        job(2, 400, 600, "blocker", 16),
+        job(4, 450, 100, "b", 16),
+        job(3, 500, 100, "a", 16),
     ]
-    sim = Simulation(
-        jobs, POLICIES["gpugate"][0], NONE, SimConfig(n_gpus=1, gpu_mem_bytes=24 * GiB)
-    )
-    sim.run()
-    assert sim.history.expected_run_s("a") == pytest.approx(100.0)  # median of 100, 300, 50
+    sim = Simulation(jobs, POLICIES["gpugate"][0], NONE, SimConfig(1, 24 * GiB))
+    result = sim.run()
+    assert spans(result)[3] == (1000, 1100) and spans(result)[4] == (1100, 1200)
+    assert sim.history.expected_run_s("a") == pytest.approx(100.0)  # 100, 300 and 100

@@ -88,6 +88,31 @@ def test_migrating_an_up_to_date_database_changes_nothing(
     assert store.get(job.id) == job
 
 
+def test_a_version_1_database_with_jobs_gains_expected_run_times(db_path: Path) -> None:
+    """A database written before run times were stored: its jobs read back with no
+    expected run time, and a new job's run time survives closing and reopening."""
+    with raw(db_path) as conn:
+        migrations._apply(conn, 1)  # the version-1 schema, as gpugate first wrote it
+    with raw(db_path) as conn:
+        conn.execute("INSERT INTO envs (env_id, json) VALUES (1, '{}')")
+        conn.execute(
+            "INSERT INTO jobs (command, cwd, env_id, gpus, exclusive_gpu, after_json, name,"
+            " owner_uid, state, priority, submitted_at, expected_util_pct, expected_source,"
+            " reason, gpu_uuids_json, cancel_requested)"
+            " VALUES ('old', '/', 1, 1, 0, '[]', '', 0, 'queued', 0, 5.0, 100.0, 'default',"
+            " 'submitted', '[]', 0)"
+        )
+    store = SqliteStore(db_path)
+    [old] = store.active()
+    assert (old.spec.command, old.expected.run_s) == ("old", None)
+    expected = dataclasses.replace(old.expected, run_s=123.5)
+    [new] = store.add_jobs([dataclasses.replace(a_job("new"), expected=expected)])
+    store.close()
+    reopened = SqliteStore(db_path)
+    assert reopened.get(new.id).expected.run_s == 123.5
+    reopened.close()
+
+
 def test_a_failing_migration_step_leaves_the_database_at_the_previous_version(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

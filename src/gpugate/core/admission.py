@@ -88,10 +88,10 @@ def _idle_reason(load: GpuLoad, job: Job, policy: Policy) -> Refusal | None:
     if not load.is_idle(policy):
         used = load.view.mem_used_bytes
         return lambda: f"{load.label} not idle: {format_bytes(used)} in use by other processes"
-    return _util_reason(load, job, adding=_idle_util_added(job))
+    return _util_reason(load, job, adding=idle_util_added(job))
 
 
-def _idle_util_added(job: Job) -> float:
+def idle_util_added(job: Job) -> float:
     """What an exclusive or unknown-size job adds to an idle GPU's utilization: an
     unknown-size job's 100% is a placeholder; an exclusive job's declared util is real."""
     return 0.0 if job.expected.whole_gpu else job.expected.util_pct
@@ -177,7 +177,7 @@ class HeadroomScreen:
             job = jobs[index]
             wanted, need = job.spec.gpus, job.expected.mem_bytes
             if job.spec.exclusive:
-                if self._idle_taking(_idle_util_added(job)) >= wanted:
+                if self._idle_taking(idle_util_added(job)) >= wanted:
                     return index
             elif need is None:
                 if self._idle_for_unknown_size >= wanted:

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from gpugate.core.admission import FIT_CHECKS, SCREENS, screen_refuses, util_line
+from gpugate.core.admission import (
+    FIT_CHECKS,
+    SCREENS,
+    idle_util_added,
+    screen_refuses,
+    util_line,
+)
 from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
 from gpugate.core.placement import RefusalWriter, place
 from gpugate.core.policy import Policy
@@ -232,7 +238,7 @@ def _start_gpu_jobs(
                     moment = _Moment(loads, policy)
                 elif policy.backfill and policy.hold_for_head:
                     moment.ends()
-                    _hold_for(job, loads, free_at, request.now)
+                    _hold_for(job, loads, free_at, policy, request.now)
                     moment = _Moment(loads, policy)
             continue
         starts.append(
@@ -304,7 +310,10 @@ def _expected_end(job: Job, now: float) -> float:
     long again as it has so far (run times are heavy-tailed: the longer a job has run, the
     longer it is likely to go on)."""
     started = now if job.started_at is None else job.started_at
-    return started + max(job.expected.run_s or 0.0, 2 * (now - started))
+    run_s = job.expected.run_s
+    if run_s is not None and started + run_s > now:
+        return started + run_s
+    return started + 2 * (now - started)
 
 
 def _expected_free_at(holders: Sequence[Job], now: float) -> dict[str, float]:
@@ -317,20 +326,30 @@ def _expected_free_at(holders: Sequence[Job], now: float) -> dict[str, float]:
     return free_at
 
 
-def _hold_for(head: Job, loads: dict[str, GpuLoad], free_at: dict[str, float], now: float) -> None:
+def _hold_for(
+    head: Job, loads: dict[str, GpuLoad], free_at: dict[str, float], policy: Policy, now: float
+) -> None:
     """Hold for the blocked head the GPUs expected to empty first (EASY backfill): until
     then they take only jobs expected to end before the head can start, so backfill never
-    delays it. No hold when that time cannot be predicted (a job on them has no history,
-    or outran it) or has come (the head waits for something else, like outside load):
-    then backfill is as greedy as without holds."""
+    delays it. Only GPUs that could take the head: those running gpugate jobs (they will
+    end), and empty ones where it fits now; an empty GPU that refuses it waits for
+    something gpugate does not control (outside load). No hold when the head could start
+    now on GPUs that refused it for such reasons: backfill stays greedy."""
     need = head.expected.mem_bytes or 0
-    able = [g for g in loads.values() if g.drained_for is None and g.mem_cap_bytes >= need]
+    fits = FIT_CHECKS[policy.admission]
+    able = [
+        g
+        for g in loads.values()
+        if g.drained_for is None
+        and g.mem_cap_bytes >= need
+        and (g.view.uuid in free_at or fits(g, head, policy) is None)
+    ]
     if len(able) < head.spec.gpus:
         return
     able.sort(key=lambda g: (free_at.get(g.view.uuid, now), g.view.index))
     chosen = able[: head.spec.gpus]
     start_at = max(free_at.get(g.view.uuid, now) for g in chosen)
-    if not now < start_at < math.inf:
+    if start_at <= now:
         return
     for load in chosen:
         load.held_for = head.id
@@ -373,7 +392,7 @@ def _admit_reason(chosen: Sequence[GpuLoad], job: Job, policy: Policy) -> str:
     applied to it (the share line where the GPU already runs work)."""
     parts = []
     shares = not (job.spec.exclusive or job.expected.whole_gpu)
-    add = job.expected.util_pct if shares or job.spec.exclusive else 0.0
+    add = job.expected.util_pct if shares else idle_util_added(job)
     for load in chosen:
         mem_after = load.mem_bytes + (job.expected.mem_bytes or 0)
         headroom = load.limits.util_headroom_pct

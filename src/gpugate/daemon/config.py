@@ -26,6 +26,7 @@ Example ``config.toml`` (every key optional)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ _SCHED_KEYS = {
     "max_cpu_jobs",
     "idle_mem_pct",
 }
+_FINITE_KEYS = {"aging_per_hour", "run_time_weight"}  # inf points would make ranks NaN
 _LIMIT_KEYS = {"util_headroom_pct", "mem_headroom_pct", "share_util_pct"}
 
 
@@ -148,8 +150,10 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
 
 def _num(flat: dict[str, Any], key: str, default: float, low: float = 0.0) -> float:
     value = flat.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= low:
         raise ConfigError(f"{key} must be a number >= {low}, not {value!r}")
+    if math.isinf(value) and key in _FINITE_KEYS:
+        raise ConfigError(f"{key} must be a finite number, not {value!r}")
     return float(value)
 
 

@@ -1,0 +1,70 @@
+"""config.toml: the scheduler's knobs parse, per GPU too, and bad values are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpugate.daemon.config import ConfigError, load_config
+
+
+def config_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_queue_order_and_share_line_knobs_parse(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        """
+[scheduler]
+share_util_pct = 70
+aging_per_hour = 0.2
+run_time_weight = 0
+hold_for_head = true
+
+[gpu."1"]
+share_util_pct = 40
+""",
+    )
+    policy = load_config(path).policy
+    assert policy.limits.share_util_pct == 70
+    assert (policy.aging_per_hour, policy.run_time_weight, policy.hold_for_head) == (
+        0.2,
+        0.0,
+        True,
+    )
+    assert policy.limits_for("GPU-x", 1).share_util_pct == 40
+    assert policy.limits_for("GPU-y", 0).share_util_pct == 70
+
+
+def test_defaults_are_those_the_simulator_chose(tmp_path: Path) -> None:
+    policy = load_config(None).policy
+    assert policy.limits.share_util_pct == 50
+    assert (policy.aging_per_hour, policy.run_time_weight, policy.hold_for_head) == (
+        0.05,
+        1.0,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("run_time_weight = inf", "run_time_weight must be a finite number"),
+        ("run_time_weight = nan", "run_time_weight must be a number >= 0"),
+        ("aging_per_hour = -1", "aging_per_hour must be a number >= 0"),
+        ("share_util_pct = 0", "share_util_pct must be a percentage"),
+        ("share_line = 50", "unknown key"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key_named(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file(tmp_path, f"[scheduler]\n{line}\n"))
+
+
+def test_an_infinite_backfill_bound_stays_allowed(tmp_path: Path) -> None:
+    policy = load_config(config_file(tmp_path, "[scheduler]\nmax_head_wait_s = inf\n")).policy
+    assert policy.max_head_wait_s == float("inf")
