@@ -89,6 +89,19 @@ class Expectation:
 WHOLE_GPU = Expectation(mem_bytes=None, util_pct=100.0, source=ExpectationSource.DEFAULT)
 
 
+class PreemptMode(StrEnum):
+    """What gpugate may do to a running job to make room (``--preempt``; chosen at submit).
+
+    The rungs free different things: ``checkpoint`` frees memory and compute and loses
+    nothing the job saved; ``suspend`` frees compute only (the job keeps its GPU memory);
+    ``requeue`` frees both and loses the run. ``never``: the job runs to its end."""
+
+    NEVER = "never"
+    CHECKPOINT = "checkpoint"  # asked to save and exit 75; requeued, resumed with GPUGATE_RESUME=1
+    SUSPEND = "suspend"  # SIGSTOP/SIGCONT to its process group
+    REQUEUE = "requeue"  # killed and started again from scratch
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """What the user asked for. Immutable once stored (priority changes live on ``Job``)."""
@@ -103,6 +116,8 @@ class JobSpec:
     after: tuple[int, ...] = ()  # start only after these jobs succeeded
     name: str = ""
     owner_uid: int = 0
+    preempt: PreemptMode = PreemptMode.NEVER
+    checkpoint_path: str = ""  # where the job saves its checkpoint (GPUGATE_CHECKPOINT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +153,8 @@ class Job:
     peak_util_pct: float | None = None
     cancel_requested: bool = False
     queued_at: float | None = None  # released from hold or dependencies met; None: submit
+    checkpoint_requested_at: float | None = None  # asked to save and exit, not yet done
+    checkpoints: int = 0  # times it saved, exited 75 and was requeued (resumes if > 0)
 
     @property
     def is_active(self) -> bool:

@@ -10,6 +10,7 @@ class JobState(StrEnum):
     HELD = "held"  # kept out of scheduling by the user until released
     STARTING = "starting"  # launched; its expected use is reserved until seen (ramp-up)
     RUNNING = "running"  # seen at its level (or ramp window passed); observed use counts
+    SUSPENDED = "suspended"  # stopped (SIGSTOP): no compute, but its GPU memory stays held
     SUCCEEDED = "succeeded"  # exited 0
     FAILED = "failed"  # exited non-zero, was killed by a signal, or could not be launched
     CANCELLED = "cancelled"  # by the user, or because a dependency did not succeed
@@ -21,7 +22,8 @@ class JobState(StrEnum):
 
     @property
     def holds_gpus(self) -> bool:
-        return self in (JobState.STARTING, JobState.RUNNING)
+        """On its GPUs: its processes exist and hold memory (a suspended job's too)."""
+        return self in (JobState.STARTING, JobState.RUNNING, JobState.SUSPENDED)
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
@@ -43,11 +45,21 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
         JobState.FAILED: "could not be launched, or exited non-zero before ramp-up ended",
         JobState.CANCELLED: "user cancelled",
         JobState.LOST: "vanished while the daemon was down, no exit code",
+        JobState.QUEUED: "saved a checkpoint and exited 75 (requeue me) when asked",
     },
     JobState.RUNNING: {
         JobState.SUCCEEDED: "exited 0",
         JobState.FAILED: "exited non-zero or was killed by a signal",
         JobState.CANCELLED: "user cancelled",
+        JobState.LOST: "vanished while the daemon was down, no exit code",
+        JobState.SUSPENDED: "suspended: SIGSTOP to its process group (GPU memory kept)",
+        JobState.QUEUED: "saved a checkpoint and exited 75 (requeue me) when asked",
+    },
+    JobState.SUSPENDED: {
+        JobState.RUNNING: "resumed: SIGCONT to its process group",
+        JobState.SUCCEEDED: "exited 0 (it had ended as it was being stopped)",
+        JobState.FAILED: "killed while suspended, or ended non-zero as it was being stopped",
+        JobState.CANCELLED: "user cancelled (SIGTERM, then SIGCONT so it can act on it)",
         JobState.LOST: "vanished while the daemon was down, no exit code",
     },
     JobState.SUCCEEDED: {},

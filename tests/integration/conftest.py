@@ -24,6 +24,7 @@ monitor_interval_s = 0.1
 util_window_s = 0.3
 tick_fallback_s = {tick_fallback_s}
 cancel_grace_s = 2.0
+checkpoint_grace_s = 3.0
 [scheduler]
 ramp_timeout_s = {ramp_timeout_s}
 max_cpu_jobs = {max_cpu_jobs}

@@ -44,6 +44,15 @@ def test_the_table_has_the_documented_edges() -> None:
         "running->failed",
         "running->cancelled",
         "running->lost",
+        # preemption: checkpoint-requeue and suspend/resume
+        "starting->queued",
+        "running->queued",
+        "running->suspended",
+        "suspended->running",
+        "suspended->succeeded",
+        "suspended->failed",
+        "suspended->cancelled",
+        "suspended->lost",
     }
 
 
@@ -74,7 +83,7 @@ def test_every_other_move_is_refused(current: JobState, wanted: JobState) -> Non
 
 
 def test_pairs_split_into_legal_and_illegal() -> None:
-    assert len(LEGAL) + len(ILLEGAL) == len(JobState) ** 2 == 64
+    assert len(LEGAL) + len(ILLEGAL) == len(JobState) ** 2 == 81
 
 
 def test_illegal_transition_is_a_value_error() -> None:
@@ -89,8 +98,10 @@ def test_terminal_states_have_no_exits() -> None:
         assert (TRANSITIONS[state] == {}) == state.is_terminal
 
 
-def test_only_starting_and_running_jobs_hold_gpus() -> None:
-    assert {s for s in JobState if s.holds_gpus} == {JobState.STARTING, JobState.RUNNING}
+def test_starting_running_and_suspended_jobs_hold_gpus() -> None:
+    """A suspended job's processes still hold their GPU memory."""
+    held = {s for s in JobState if s.holds_gpus}
+    assert held == {JobState.STARTING, JobState.RUNNING, JobState.SUSPENDED}
 
 
 def test_no_state_moves_to_itself() -> None:

@@ -7,7 +7,7 @@ is a percentage, times are seconds since the epoch.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -36,6 +36,9 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     after: list[JobId] = []
     name: Annotated[str, Meta(max_length=200)] = ""
     hold: bool = False
+    # what gpugate may do to make room: never, checkpoint, suspend, requeue
+    preempt: Literal["never", "checkpoint", "suspend", "requeue"] = "never"
+    checkpoint_path: Annotated[str, Meta(max_length=4096)] = ""  # GPUGATE_CHECKPOINT
 
 
 class SubmitRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -79,6 +82,8 @@ class JobView(msgspec.Struct, kw_only=True, gc=False):  # no cycles: skip GC tra
     util_pct: float
     expectation: str  # declared, history or default
     expected_run_s: float | None = None  # median of the command's recent successful runs
+    preempt: str = "never"  # what gpugate may do to it to make room
+    checkpoints: int = 0  # times it checkpointed and was requeued
     exclusive: bool
     after: list[int]
     submitted_at: float

@@ -53,6 +53,8 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
         after=args.after or [],
         name=args.name or "",
         hold=args.hold,
+        preempt=args.preempt,
+        checkpoint_path=_absolute(args.checkpoint),
     )
     # the submitter's environment travels once for the whole batch
     jobs = client.submit([JobSubmission(command=c, **common) for c in commands], dict(os.environ))
@@ -166,6 +168,18 @@ def cmd_release(args: argparse.Namespace, client: Client) -> int:
     return _each(args.ids, client.release)
 
 
+def cmd_suspend(args: argparse.Namespace, client: Client) -> int:
+    return _each(args.ids, client.suspend)
+
+
+def cmd_resume(args: argparse.Namespace, client: Client) -> int:
+    return _each(args.ids, client.resume)
+
+
+def cmd_checkpoint(args: argparse.Namespace, client: Client) -> int:
+    return _each(args.ids, client.checkpoint)
+
+
 def cmd_priority(args: argparse.Namespace, client: Client) -> int:
     job = client.set_priority(args.id, args.priority)
     print(f"job {job.id}: priority {job.priority}")
@@ -220,3 +234,8 @@ def _print_json(value: Any) -> None:
     import msgspec
 
     sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n")
+
+
+def _absolute(path: str | None) -> str:
+    """The checkpoint path as the job will see it: relative to where submit ran."""
+    return os.path.abspath(path) if path else ""

@@ -13,16 +13,19 @@ from collections.abc import Sequence
 
 from gpugate.cli.commands import (
     cmd_cancel,
+    cmd_checkpoint,
     cmd_gpus,
     cmd_hold,
     cmd_logs,
     cmd_ls,
     cmd_priority,
     cmd_release,
+    cmd_resume,
     cmd_serve,
     cmd_show,
     cmd_sim,
     cmd_submit,
+    cmd_suspend,
     cmd_wait,
 )
 from gpugate.cli.errors import EXIT_USAGE, CliError
@@ -90,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="a label shown by ls")
     p.add_argument("--hold", action="store_true", help="queue it held (release to start)")
+    p.add_argument(
+        "--preempt",
+        choices=("never", "checkpoint", "suspend", "requeue"),
+        default="never",
+        help="what gpugate may do to make room (default never; checkpoint: SIGUSR1, save,"
+        " exit 75, requeued and resumed with GPUGATE_RESUME=1)",
+    )
+    p.add_argument("--checkpoint", metavar="PATH", help="where the job saves (GPUGATE_CHECKPOINT)")
     p.add_argument("--file", "-f", help="one command per line ('-' for stdin)")
     p.add_argument("--json", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
@@ -118,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("cancel", cmd_cancel, "SIGTERM to the job's process group, grace, SIGKILL"),
         ("hold", cmd_hold, "keep queued jobs from starting"),
         ("release", cmd_release, "let held jobs start"),
+        ("suspend", cmd_suspend, "SIGSTOP a running job: frees compute, keeps GPU memory"),
+        ("resume", cmd_resume, "SIGCONT a suspended job"),
+        ("checkpoint", cmd_checkpoint, "ask a --preempt checkpoint job to save and requeue"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("ids", type=_job_id, nargs="+", metavar="ID")

@@ -109,6 +109,15 @@ class Client:
     def release(self, job_id: int) -> api.JobView:
         return self._post(f"{_P}/jobs/{job_id}/release", api.ActionResult).job
 
+    def suspend(self, job_id: int) -> api.JobView:
+        return self._post(f"{_P}/jobs/{job_id}/suspend", api.ActionResult).job
+
+    def resume(self, job_id: int) -> api.JobView:
+        return self._post(f"{_P}/jobs/{job_id}/resume", api.ActionResult).job
+
+    def checkpoint(self, job_id: int) -> api.JobView:
+        return self._post(f"{_P}/jobs/{job_id}/checkpoint", api.ActionResult).job
+
     def set_priority(self, job_id: int, priority: int) -> api.JobView:
         return self._post(
             f"{_P}/jobs/{job_id}/priority", api.ActionResult, api.PriorityRequest(priority)

@@ -35,7 +35,7 @@ from gpugate.model import Job
 from gpugate.states import JobState
 from gpugate.units import format_bytes
 
-HOLDING = frozenset({JobState.STARTING, JobState.RUNNING})
+HOLDING = frozenset({JobState.STARTING, JobState.RUNNING, JobState.SUSPENDED})  # on the GPUs
 _waiting_since = attrgetter("waiting_since")
 _job_id = attrgetter("id")
 

@@ -6,6 +6,7 @@ Example ``config.toml`` (every key optional)::
     monitor_interval_s = 1.0
     util_window_s = 10.0
     cancel_grace_s = 10.0
+    checkpoint_grace_s = 60.0     # to save and exit 75 when asked, before being suspended
 
     [scheduler]
     util_headroom_pct = 90
@@ -47,6 +48,7 @@ class DaemonConfig:
     util_window_s: float = 10.0  # utilization is averaged over this window
     tick_fallback_s: float = 10.0  # the loop runs at least this often without events
     cancel_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
+    checkpoint_grace_s: float = 60.0  # asked to checkpoint: suspended if still running after
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -57,6 +59,7 @@ _TOP_KEYS = {
     "util_window_s",
     "tick_fallback_s",
     "cancel_grace_s",
+    "checkpoint_grace_s",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -143,6 +146,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         util_window_s=_num(flat, "util_window_s", base.util_window_s, low=0.0),
         tick_fallback_s=_num(flat, "tick_fallback_s", base.tick_fallback_s, low=0.05),
         cancel_grace_s=_num(flat, "cancel_grace_s", base.cancel_grace_s),
+        checkpoint_grace_s=_num(flat, "checkpoint_grace_s", base.checkpoint_grace_s),
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )

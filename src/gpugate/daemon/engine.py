@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from gpugate.core.schedule import schedule
 from gpugate.core.smoothing import UtilWindow
@@ -20,6 +21,7 @@ from gpugate.daemon.paths import StatePaths
 from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, Transition
+from gpugate.preempt import CHECKPOINT_ENV, PREEMPT_FILE_ENV, REQUEUE_EXIT_CODE, RESUME_ENV
 from gpugate.runner.base import ExitRecord, LaunchError, Runner
 from gpugate.runner.local import session_of
 from gpugate.states import JobState
@@ -27,6 +29,7 @@ from gpugate.store.base import Store
 
 Change = tuple[Job, Transition | None]
 PEAKS_SAVE_INTERVAL_S = 30.0
+PREEMPT_FILE = "preempt-requested"  # in the job's dir: exists while it is asked to yield
 
 
 class Engine:
@@ -55,6 +58,7 @@ class Engine:
         self.usage: dict[int, dict[str, JobUsage]] = {}
         self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
         self.kill_at: dict[int, float] = {}  # job id -> when its SIGKILL is due
+        self.checkpoint_due: dict[int, float] = {}  # job id -> end of its checkpoint grace
         self.exited: set[int] = set()  # jobs whose process signalled an exit
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
@@ -138,6 +142,7 @@ class Engine:
         self.runner.collect()
         ended = self._reap(now)
         self._escalate_cancels(now)
+        self._escalate_checkpoints(now)
         reply = schedule(self._request(now))
         self.reasons = dict(reply.waiting)  # ours to pop from
         self.drain = reply.drain
@@ -166,7 +171,7 @@ class Engine:
         """When the tick must run again at the latest: a pending SIGKILL, the end of a
         ramp-up window, or a waiting job reaching the backfill bound. Nothing else changes
         with time alone, so the fallback timer can be slow."""
-        times = list(self.kill_at.values())
+        times = [*self.kill_at.values(), *self.checkpoint_due.values()]
         if self._time_deadline is not None:
             times.append(self._time_deadline)
         return min(times, default=None)
@@ -210,6 +215,9 @@ class Engine:
     def _finish(self, job: Job, record: ExitRecord) -> Change:
         code = record.code
         how = describe_exit(code)
+        asked = job.checkpoint_requested_at is not None and not job.cancel_requested
+        if code == REQUEUE_EXIT_CODE and asked:
+            return self._requeue_checkpointed(job, record.ended_at)
         if job.cancel_requested:
             state, reason = JobState.CANCELLED, f"cancelled by user ({how})"
         elif code == 0:
@@ -219,6 +227,72 @@ class Engine:
         return advance(
             job, state, record.ended_at, reason, exit_code=code, ended_at=record.ended_at
         )
+
+    def _requeue_checkpointed(self, job: Job, at: float) -> Change:
+        """Saved and exited 75 when asked: back to the queue with its priority and its
+        waiting time kept (``submitted_at``/``queued_at`` unchanged), so it keeps its place;
+        relaunched later with GPUGATE_RESUME=1."""
+        self.checkpoint_due.pop(job.id, None)
+        checkpoints = job.checkpoints + 1
+        return advance(
+            job,
+            JobState.QUEUED,
+            at,
+            f"checkpointed and requeued (exit {REQUEUE_EXIT_CODE} when asked;"
+            f" checkpoint {checkpoints}): resumes with GPUGATE_RESUME=1",
+            checkpoints=checkpoints,
+            checkpoint_requested_at=None,
+            gpu_uuids=(),
+            pid=None,
+            pid_start_time=None,
+            started_at=None,
+            ramped_at=None,
+        )
+
+    def request_checkpoint(self, job: Job, now: float) -> Job:
+        """Ask the job to save and exit 75: the file it can poll, then SIGUSR1 to its
+        group (jobs start with SIGUSR1 ignored, see shim.sh: only a process that installed
+        a handler sees it). Past the grace period it is suspended."""
+        self.preempt_file(job.id).touch()
+        asked = replace(
+            job,
+            checkpoint_requested_at=now,
+            reason=f"asked to checkpoint (SIGUSR1); suspended if still running in"
+            f" {self.config.checkpoint_grace_s:.0f} s",
+        )
+        self._commit([(asked, None)])
+        self.runner.signal(asked, signal.SIGUSR1)
+        self.checkpoint_due[job.id] = now + self.config.checkpoint_grace_s
+        return asked
+
+    def suspend(self, job: Job, now: float, why: str) -> Job:
+        """SIGSTOP to the job's group: its compute is freed, its GPU memory is not."""
+        moved, edge = advance(job, JobState.SUSPENDED, now, why)
+        self._commit([(moved, edge)])
+        self.runner.signal(moved, signal.SIGSTOP)
+        return moved
+
+    def resume(self, job: Job, now: float, why: str) -> Job:
+        moved, edge = advance(job, JobState.RUNNING, now, why)
+        self._commit([(moved, edge)])
+        self.runner.signal(moved, signal.SIGCONT)
+        return moved
+
+    def preempt_file(self, job_id: int) -> Path:
+        return self.paths.job_dir(job_id) / PREEMPT_FILE
+
+    def _escalate_checkpoints(self, now: float) -> None:
+        """A job that ignored the checkpoint request past its grace falls to the next rung
+        of the ladder: suspend (nothing is lost; its memory stays held)."""
+        for job_id, due in list(self.checkpoint_due.items()):
+            job = self.active.get(job_id)
+            if job is None or job.state is not JobState.RUNNING:
+                del self.checkpoint_due[job_id]  # it yielded, ended, or was suspended
+            elif now >= due:
+                del self.checkpoint_due[job_id]
+                grace = self.config.checkpoint_grace_s
+                why = f"ignored the checkpoint request for {grace:.0f} s: suspended"
+                self.suspend(job, now, why)
 
     def _vanished(self, job: Job, now: float) -> Change:
         if job.cancel_requested:  # SIGKILL to the group took the shim too
@@ -263,6 +337,7 @@ class Engine:
         return bool(reply.starts or reply.cancels or reply.ramped)
 
     def _launch(self, job: Job, now: float) -> list[Change]:
+        self.preempt_file(job.id).unlink(missing_ok=True)  # a resumed run starts unasked
         try:
             launched = self.runner.launch(job, self.job_env(job), self.paths.job_dir(job.id))
         except LaunchError as exc:
@@ -284,6 +359,11 @@ class Engine:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_uuids)
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["GPUGATE_JOB_ID"] = str(job.id)
+        env[PREEMPT_FILE_ENV] = str(self.preempt_file(job.id))
+        if job.checkpoints:
+            env[RESUME_ENV] = "1"
+        if job.spec.checkpoint_path:
+            env[CHECKPOINT_ENV] = job.spec.checkpoint_path
         env.update(self.monitor.job_env(env))
         return env
 
@@ -303,6 +383,7 @@ class Engine:
                 self.active.pop(job.id, None)
                 self.reasons.pop(job.id, None)
                 self.kill_at.pop(job.id, None)
+                self.checkpoint_due.pop(job.id, None)
                 ended.append(job)
             else:
                 self.active[job.id] = job

@@ -18,7 +18,7 @@ from gpugate.core.runtime import RECENT_RUNS, expected_run_s
 from gpugate.daemon.engine import Engine
 from gpugate.gpu.sim import SimMonitor
 from gpugate.lifecycle import advance
-from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, Transition
+from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, PreemptMode, Transition
 from gpugate.states import IllegalTransition, JobState
 from gpugate.store.base import UnknownJob
 
@@ -86,6 +86,8 @@ class Service:
             after=tuple(sub.after),
             name=sub.name,
             owner_uid=owner,
+            preempt=PreemptMode(sub.preempt),
+            checkpoint_path=sub.checkpoint_path,
         )
         if not spec.command.strip():
             raise ServiceError(f"job {index + 1}: empty command")
@@ -141,8 +143,48 @@ class Service:
             job = replace(job, cancel_requested=True, reason="cancelling: SIGTERM sent")
             self.engine.commit([(job, None)])
             self.engine.runner.signal(job, signal.SIGTERM)
+            if job.state is JobState.SUSPENDED:  # stopped processes act on SIGTERM once woken
+                self.engine.runner.signal(job, signal.SIGCONT)
         self.engine.arm_kill(job, now)  # again after a restart, which forgets the timer
         self.wake()
+        return job
+
+    def suspend(self, job_id: int) -> Job:
+        """SIGSTOP to a running job's process group: its compute is freed at once, its
+        GPU memory is not (admission keeps counting it; ``ls`` says so)."""
+        job = self._running(job_id, "suspend")
+        moved = self.engine.suspend(job, self.engine.clock(), "suspended by user: GPU memory kept")
+        self.wake()
+        return moved
+
+    def resume(self, job_id: int) -> Job:
+        job = self.job(job_id)
+        if job.state is not JobState.SUSPENDED:
+            raise ServiceError(f"job {job_id} is {job.state.value}, not suspended", status=409)
+        moved = self.engine.resume(job, self.engine.clock(), "resumed by user (SIGCONT)")
+        self.wake()
+        return moved
+
+    def checkpoint(self, job_id: int) -> Job:
+        """Ask a running job that declared ``--preempt checkpoint`` to save and exit 75;
+        it is requeued keeping its place, and resumes with GPUGATE_RESUME=1."""
+        job = self._running(job_id, "checkpoint")
+        if job.spec.preempt is not PreemptMode.CHECKPOINT:
+            raise ServiceError(
+                f"job {job_id} was not submitted with --preempt checkpoint: it did not say it"
+                " can save and exit 75 when asked",
+                status=409,
+            )
+        if job.checkpoint_requested_at is None:
+            job = self.engine.request_checkpoint(job, self.engine.clock())
+        self.wake()
+        return job
+
+    def _running(self, job_id: int, what: str) -> Job:
+        job = self.job(job_id)
+        if job.state is not JobState.RUNNING or job.cancel_requested:
+            state = "being cancelled" if job.cancel_requested else job.state.value
+            raise ServiceError(f"job {job_id} is {state}: only a running job can {what}", 409)
         return job
 
     def hold(self, job_id: int) -> Job:

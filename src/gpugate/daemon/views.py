@@ -29,6 +29,8 @@ def job_view(engine: Engine, job: Job) -> api.JobView:
         util_pct=job.expected.util_pct,
         expectation=job.expected.source.value,
         expected_run_s=job.expected.run_s,
+        preempt=job.spec.preempt.value,
+        checkpoints=job.checkpoints,
         exclusive=job.spec.exclusive,
         after=list(job.spec.after),
         submitted_at=job.submitted_at,

@@ -11,7 +11,11 @@
 # `trap :` (a no-op handler, not `trap ''`): the shim survives the group-wide SIGTERM of a
 # cancel, while the job, whose caught signals reset to default on exec, receives it. The
 # shell runs the handler only after the foreground job has ended.
+# `trap '' USR1`: ignored, and ignored signals stay ignored across exec, so the checkpoint
+# request (SIGUSR1 to the whole group) never kills the shim, the job's shell, or a process
+# that did not ask for it; a job that wants it installs a handler (gpugate.preemptible()).
 trap : TERM INT HUP
+trap '' USR1
 /bin/sh -c "$2"
 status=$?
 # A reader that catches the file half-written sees no status yet, and the shim is still

@@ -101,7 +101,15 @@ _V1_CREATE_TABLES = _sql(
 # Expected run time (core.runtime): it orders the queue, so it must survive a restart.
 _V2_EXPECTED_RUN_TIME = _sql("ALTER TABLE jobs ADD COLUMN expected_run_s REAL")
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_CREATE_TABLES, _V2_EXPECTED_RUN_TIME)
+# Preemption: what a job allows (--preempt, --checkpoint) and its checkpoint-requeue state.
+_V3_PREEMPTION = _sql(
+    "ALTER TABLE jobs ADD COLUMN preempt TEXT NOT NULL DEFAULT 'never'",
+    "ALTER TABLE jobs ADD COLUMN checkpoint_path TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE jobs ADD COLUMN checkpoint_requested_at REAL",
+    "ALTER TABLE jobs ADD COLUMN checkpoints INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_CREATE_TABLES, _V2_EXPECTED_RUN_TIME, _V3_PREEMPTION)
 LATEST_VERSION = len(MIGRATIONS)
 
 

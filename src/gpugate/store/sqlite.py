@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, Transition
+from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, PreemptMode, Transition
 from gpugate.states import TERMINAL, JobState
 from gpugate.store.base import UnknownJob
 from gpugate.store.migrations import migrate, refuse_newer, transaction
@@ -39,7 +39,7 @@ _IDS_PER_QUERY = 500  # ids bound in one IN (...): under SQLite's bound-paramete
 # fmt: off
 _SPEC_COLUMNS = (
     "command", "cwd", "env_id", "gpus", "mem_bytes", "util_pct", "exclusive_gpu", "after_json",
-    "name", "owner_uid",
+    "name", "owner_uid", "preempt", "checkpoint_path",
 )
 _OWN_COLUMNS = (
     "state", "priority", "submitted_at", "expected_mem_bytes", "expected_util_pct",
@@ -47,7 +47,7 @@ _OWN_COLUMNS = (
 )
 _PLAIN_JOB_FIELDS = (
     "reason", "pid", "pid_start_time", "started_at", "ramped_at", "ended_at", "exit_code",
-    "peak_mem_bytes", "peak_util_pct", "queued_at",
+    "peak_mem_bytes", "peak_util_pct", "queued_at", "checkpoint_requested_at", "checkpoints",
 )
 # fmt: on
 _JOB_COLUMNS = ("id", *_SPEC_COLUMNS, *_OWN_COLUMNS, *_PLAIN_JOB_FIELDS)
@@ -124,6 +124,8 @@ def _spec_row(spec: JobSpec, env_id: int) -> tuple[Any, ...]:
         _array_json(spec.after),
         spec.name,
         spec.owner_uid,
+        spec.preempt.value,
+        spec.checkpoint_path,
     )
 
 
@@ -152,7 +154,8 @@ def _job_row(job: Job, env_id: int) -> tuple[Any, ...]:
 
 def _spec_from_row(values: Sequence[Any]) -> JobSpec:
     """The JobSpec of a row's _SPEC_COLUMNS."""
-    command, cwd, env_json, gpus, mem_bytes, util_pct, exclusive, after_json, name, uid = values
+    (command, cwd, env_json, gpus, mem_bytes, util_pct, exclusive, after_json, name, uid,
+     preempt, checkpoint_path) = values  # fmt: skip
     return JobSpec(
         command=command,
         cwd=cwd,
@@ -164,6 +167,8 @@ def _spec_from_row(values: Sequence[Any]) -> JobSpec:
         after=_tuple_from_json(after_json),
         name=name,
         owner_uid=uid,
+        preempt=PreemptMode(preempt),
+        checkpoint_path=checkpoint_path,
     )
 
 

@@ -1,0 +1,135 @@
+"""Checkpoint-requeue, suspend and resume through a real daemon and real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.integration.conftest import RunningDaemon, wait_for
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "preemptible_train.py"
+TRAIN_ARGS = ["--steps", "1500", "--step-sleep", "0.002"]
+
+
+def uninterrupted_result(tmp_path: Path, env: dict[str, str]) -> dict[str, float]:
+    """The example run on its own, start to end: what a preempted run must also give."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    run_env = {**env, "GPUGATE_CHECKPOINT": str(alone / "ckpt.json")}
+    subprocess.run(
+        [sys.executable, str(EXAMPLE), *TRAIN_ARGS], cwd=alone, env=run_env, check=True,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    result: dict[str, float] = json.loads((alone / "result.json").read_text())
+    return result
+
+
+def logs(daemon: RunningDaemon, job_id: int) -> str:
+    return daemon.client.logs(job_id).decode()
+
+
+def stopped(pid: int) -> bool:
+    """Are all processes of the job's session stopped (state T)?"""
+    procs = [p for p in psutil.process_iter(["pid"]) if _session(p.pid) == pid]
+    return bool(procs) and all(p.status() == psutil.STATUS_STOPPED for p in procs)
+
+
+def _session(pid: int) -> int | None:
+    try:
+        import os
+
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def test_a_checkpointed_job_is_requeued_resumes_and_ends_as_if_never_interrupted(
+    daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    expected = uninterrupted_result(tmp_path, daemon.env)
+    saved = tmp_path / "under-gpugate"
+    saved.mkdir()
+    command = " ".join([sys.executable, str(EXAMPLE), *TRAIN_ARGS])
+    job = daemon.submit(
+        command, gpus=0, preempt="checkpoint", checkpoint_path=str(saved / "ckpt.json")
+    )
+    wait_for(lambda: "step 100" in logs(daemon, job), what="the job to train a while")
+
+    asked = daemon.cli("checkpoint", str(job), check=True)
+    assert asked.returncode == 0
+    done = daemon.wait_state(job, "succeeded", "failed", "lost", timeout_s=60)
+    assert done.state == "succeeded", (
+        done.reason,
+        logs(daemon, job),
+        daemon.client.logs(job, "stderr"),
+    )
+
+    output = logs(daemon, job)
+    checkpointed = [line for line in output.splitlines() if line.startswith("checkpointed at")]
+    resumed = [line for line in output.splitlines() if line.startswith("resumed at")]
+    assert len(checkpointed) == 1 and len(resumed) == 1
+    assert checkpointed[0].split()[-1] == resumed[0].split()[-1]  # from where it saved
+    assert json.loads((saved / "result.json").read_text()) == expected
+    assert done.checkpoints == 1
+    edges = [(t.from_state, t.to_state) for t in daemon.client.show(job).history]
+    assert ("running", "queued") in edges
+    assert edges.count(("queued", "starting")) == 2
+
+
+def test_checkpoint_is_refused_for_a_job_that_did_not_declare_it(daemon: RunningDaemon) -> None:
+    job = daemon.submit("sleep 30", gpus=0)
+    daemon.wait_state(job, "running")
+    refused = daemon.cli("checkpoint", str(job))
+    assert refused.returncode != 0
+    assert "--preempt checkpoint" in refused.stderr
+    assert daemon.state(job) == "running"
+    daemon.client.cancel(job)
+
+
+def test_suspend_stops_the_whole_process_tree_and_resume_continues_it(
+    daemon: RunningDaemon,
+) -> None:
+    job = daemon.submit("sleep 30 & sleep 30 & wait", gpus=0)
+    running = daemon.wait_state(job, "running")
+    wait_for(lambda: len(_tree(running.pid)) >= 3, what="the job's processes")
+
+    daemon.cli("suspend", str(job), check=True)
+    assert daemon.state(job) == "suspended"
+    wait_for(lambda: stopped(running.pid), what="every process of the job to stop")
+    listed = daemon.cli("ls").stdout
+    assert "suspended" in listed and "GPU memory kept" in listed
+
+    daemon.cli("resume", str(job), check=True)
+    assert daemon.state(job) == "running"
+    wait_for(lambda: not stopped(running.pid), what="the job's processes to continue")
+
+    daemon.cli("suspend", str(job), check=True)
+    daemon.client.cancel(job)  # a stopped job must still act on SIGTERM
+    daemon.wait_state(job, "cancelled", timeout_s=15)
+
+
+def _tree(pid: int) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["pid"]) if _session(p.pid) == pid]
+
+
+def test_a_job_that_ignores_the_checkpoint_request_is_suspended_after_the_grace(
+    daemon: RunningDaemon,
+) -> None:
+    """It handles SIGUSR1 (so it survives the request) but never exits: after the 3 s
+    grace of the test config it falls to the next rung, suspend."""
+    ignore = "import signal, time; signal.signal(signal.SIGUSR1, lambda *a: None); time.sleep(60)"
+    job = daemon.submit(f"{sys.executable} -c '{ignore}'", gpus=0, preempt="checkpoint")
+    daemon.wait_state(job, "running")
+    wait_for(lambda: daemon.client.show(job).job.pid is not None)
+    daemon.cli("checkpoint", str(job), check=True)
+    suspended = daemon.wait_state(job, "suspended", timeout_s=15)
+    assert "ignored the checkpoint request for 3 s" in suspended.reason
+    daemon.client.cancel(job)
+    daemon.wait_state(job, "cancelled", timeout_s=15)
