@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +45,6 @@ def stopped(pid: int) -> bool:
 
 def _session(pid: int) -> int | None:
     try:
-        import os
-
         return os.getsid(pid)
     except OSError:
         return None
@@ -133,3 +133,30 @@ def test_a_job_that_ignores_the_checkpoint_request_is_suspended_after_the_grace(
     assert "ignored the checkpoint request for 3 s" in suspended.reason
     daemon.client.cancel(job)
     daemon.wait_state(job, "cancelled", timeout_s=15)
+
+
+def test_a_daemon_killed_during_a_checkpoint_loses_nothing(
+    daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    """Asked to checkpoint, then the daemon is SIGKILLed: the job saves and exits 75 with
+    no daemon to see it. The restarted daemon finds the exit in the shim's record, requeues
+    the job (never also running: one run at a time), and it resumes to the same result."""
+    expected = uninterrupted_result(tmp_path, daemon.env)
+    saved = tmp_path / "under-gpugate"
+    saved.mkdir()
+    command = " ".join([sys.executable, str(EXAMPLE), *TRAIN_ARGS])
+    job = daemon.submit(
+        command, gpus=0, preempt="checkpoint", checkpoint_path=str(saved / "ckpt.json")
+    )
+    wait_for(lambda: "step 100" in logs(daemon, job), what="the job to train a while")
+    daemon.cli("checkpoint", str(job), check=True)
+    daemon.stop(signal.SIGKILL)
+    wait_for(lambda: (saved / "ckpt.json").exists(), what="the checkpoint to be saved")
+    daemon.start()
+
+    done = daemon.wait_state(job, "succeeded", "failed", "lost", timeout_s=60)
+    assert done.state == "succeeded", done.reason
+    assert done.checkpoints == 1
+    assert json.loads((saved / "result.json").read_text()) == expected
+    edges = [(t.from_state, t.to_state) for t in daemon.client.show(job).history]
+    assert edges.count(("queued", "starting")) == 2  # exactly one relaunch

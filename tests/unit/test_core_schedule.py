@@ -459,6 +459,20 @@ def test_aging_still_lets_a_long_job_overtake_short_ones(waited_h: float, winner
     assert set(started(reply)) == {winner}
 
 
+def test_a_suspended_job_still_holds_its_gpu_memory() -> None:
+    """Suspended: no compute, but its 16 GiB are still allocated (the GPU reads them):
+    an 8 GiB job does not fit beside it (16 + 8 > 21.6), as if it were running."""
+    suspended = job(1, mem_gib=16, state=JobState.SUSPENDED, on=("GPU-0",), started_at=0.0)
+    usage = {1: {"GPU-0": seen(16, util_pct=0.0)}}
+    gpus = [gpu(0, used_gib=16)]
+    jobs = [suspended, job(2, mem_gib=8), job(3, mem_gib=None)]
+    reply = schedule(request(gpus, jobs, usage=usage))
+    assert started(reply) == {}
+    assert reply.waiting[2] == "GPU0 mem 16.0 GiB + 8.0 GiB > 90% of 24.0 GiB"
+    # the GPU is the suspended job's, not "in use by other processes"
+    assert reply.waiting[3].startswith("GPU0 runs job 1")
+
+
 # ---------------------------------------------------------------------------------------
 # Holding the head's GPUs (EASY backfill, opt-in)
 # ---------------------------------------------------------------------------------------

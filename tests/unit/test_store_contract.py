@@ -16,7 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpugate.lifecycle import advance
-from gpugate.model import WHOLE_GPU, Expectation, ExpectationSource, Job, JobSpec, Transition
+from gpugate.model import (
+    WHOLE_GPU,
+    Expectation,
+    ExpectationSource,
+    Job,
+    JobSpec,
+    PreemptMode,
+    Transition,
+)
 from gpugate.states import JobState
 from gpugate.store.base import Store, UnknownJob
 from gpugate.store.memory import MemoryStore
@@ -232,6 +240,17 @@ def test_recent_successes_are_succeeded_runs_of_exactly_that_command_newest_firs
     assert store.recent_successes("train", 5) == [expected, newest_but_one]
     assert store.recent_successes("train", 1) == [expected]
     assert store.recent_successes("train", 0) == []
+
+
+def test_preemption_fields_round_trip(store: Store) -> None:
+    spec = JobSpec(
+        command="train", cwd="/", preempt=PreemptMode.CHECKPOINT, checkpoint_path="/ck/a.pt"
+    )
+    [stored] = store.add_jobs([a_job(spec=spec)])
+    asked = dataclasses.replace(stored, checkpoint_requested_at=12.5, checkpoints=2)
+    store.save([(asked, None)])
+    assert store.get(stored.id) == asked
+    assert store.get(stored.id).spec.preempt is PreemptMode.CHECKPOINT
 
 
 def test_recent_successes_are_empty_without_a_succeeded_run(store: Store) -> None:

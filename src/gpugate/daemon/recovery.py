@@ -35,6 +35,10 @@ def recover(engine: Engine) -> list[str]:
         if job.cancel_requested:
             engine.arm_kill(job, engine.clock())  # the grace period restarts with us
             notes.append(f"job {job.id}: was being cancelled; SIGKILL after the grace period")
+        elif job.checkpoint_requested_at is not None and job.state is JobState.RUNNING:
+            # it may still save and exit 75 (then it is requeued); else suspended after grace
+            engine.checkpoint_due[job.id] = engine.clock() + engine.config.checkpoint_grace_s
+            notes.append(f"job {job.id}: was asked to checkpoint; suspended if not done in time")
     return notes
 
 
