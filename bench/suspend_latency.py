@@ -88,6 +88,41 @@ def measure(
     return stops, conts
 
 
+def tree_of(daemon: BenchDaemon, size: int) -> tuple[int, int, list[int]]:
+    """Start a job with ``size`` sleeping children: (job id, its shim's pid, its pids)."""
+    job = daemon.submit(f"for i in $(seq {size}); do sleep 600 & done; wait", gpus=0)
+    wait_until(lambda: daemon.client.show(job).job.pid is not None, 30)
+    leader = daemon.client.show(job).job.pid
+    assert leader is not None
+    wait_until(lambda: len(session_pids(leader)) >= size + 2, 30)
+    return job, leader, session_pids(leader)
+
+
+def measure_tree(
+    daemon: BenchDaemon, size: int, rounds: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Suspend/resume times through the daemon and with os.killpg, for one tree."""
+    job, leader, pids = tree_of(daemon, size)
+    progress = Progress(f"{size} child process(es)", 2)
+    via_daemon = measure(
+        lambda: daemon.client.suspend(job), lambda: daemon.client.resume(job), pids, rounds
+    )
+    progress.step(1)
+    floor = measure(
+        lambda: os.killpg(leader, signal.SIGSTOP),
+        lambda: os.killpg(leader, signal.SIGCONT),
+        pids,
+        rounds,
+    )
+    progress.step(2)
+    daemon.client.cancel(job)
+    tree = f"tree of {len(pids)} ({size} children)"
+    return {
+        f"gpugate suspend/resume (API), {tree}": via_daemon,
+        f"os.killpg floor, {tree}": floor,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -95,38 +130,18 @@ def main() -> int:
     info = machine_info()
     header("suspend / resume latency", info)
     daemon = BenchDaemon("sim:1x24GiB", name="suspend").start()
-    results: dict[str, object] = {"machine": info, "rounds": args.rounds, "rows": {}}
+    measured: dict[str, dict[str, dict[str, float]]] = {}
     rows = []
     for size in TREE_SIZES:
-        command = f"for i in $(seq {size}); do sleep 600 & done; wait"
-        job = daemon.submit(command, gpus=0)
-        wait_until(lambda: daemon.client.show(job).job.pid is not None, 30)
-        leader = daemon.client.show(job).job.pid
-        assert leader is not None
-        wait_until(lambda: len(session_pids(leader)) >= size + 2, 30)
-        pids = session_pids(leader)
-        progress = Progress(f"{size} process(es)", 2)
-        via_daemon = measure(
-            lambda: daemon.client.suspend(job), lambda: daemon.client.resume(job), pids, args.rounds
-        )
-        progress.step(1)
-        floor = measure(
-            lambda: os.killpg(leader, signal.SIGSTOP),
-            lambda: os.killpg(leader, signal.SIGCONT),
-            pids,
-            args.rounds,
-        )
-        progress.step(2)
-        daemon.client.cancel(job)
-        for label, (stops, conts) in (("gpugate suspend/resume (API)", via_daemon),
-                                      ("os.killpg floor", floor)):  # fmt: skip
+        for key, (stops, conts) in measure_tree(daemon, size, args.rounds).items():
             s, c = summary_ms(stops), summary_ms(conts)
-            key = f"{label}, tree of {len(pids)} ({size} children)"
-            results["rows"][key] = {"suspend_ms": s, "resume_ms": c}  # type: ignore[index]
-            rows.append([key, f"{s['median_ms']:.2f}", f"{s['p99_ms']:.2f}",
-                         f"{c['median_ms']:.2f}", f"{c['p99_ms']:.2f}"])  # fmt: skip
+            measured[key] = {"suspend_ms": s, "resume_ms": c}
+            rows.append(
+                [key, f"{s['median_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{c['median_ms']:.2f}",
+                 f"{c['p99_ms']:.2f}"]
+            )  # fmt: skip
     print(table(["variant", "suspend median ms", "p99", "resume median ms", "p99"], rows))
-    write_json("suspend_latency", results)
+    write_json("suspend_latency", {"machine": info, "rounds": args.rounds, "rows": measured})
     daemon.close()
     return 0
 
