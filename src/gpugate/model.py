@@ -64,6 +64,7 @@ class ExpectationSource(StrEnum):
     DECLARED = "declared"  # --mem / --util on submit
     HISTORY = "history"  # observed peak of the last successful run of the same command
     DEFAULT = "default"  # nothing known: assume the whole GPU
+    OOM_RETRY = "raised after out-of-memory"  # the last run died of GPU OOM: more reserved
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ class Job:
     queued_at: float | None = None  # released from hold or dependencies met; None: submit
     checkpoint_requested_at: float | None = None  # asked to save and exit, not yet done
     checkpoints: int = 0  # times it saved, exited 75 and was requeued (resumes if > 0)
+    oom_retries: int = 0  # times it died of GPU out-of-memory and was requeued with more
 
     @property
     def is_active(self) -> bool:

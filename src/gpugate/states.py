@@ -45,7 +45,8 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
         JobState.FAILED: "could not be launched, or exited non-zero before ramp-up ended",
         JobState.CANCELLED: "user cancelled",
         JobState.LOST: "vanished while the daemon was down, no exit code",
-        JobState.QUEUED: "saved a checkpoint and exited 75 (requeue me) when asked",
+        JobState.QUEUED: "requeued: checkpointed when asked (exit 75), or died of GPU"
+        " out-of-memory and retries with more memory reserved",
     },
     JobState.RUNNING: {
         JobState.SUCCEEDED: "exited 0",
@@ -53,7 +54,8 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
         JobState.CANCELLED: "user cancelled",
         JobState.LOST: "vanished while the daemon was down, no exit code",
         JobState.SUSPENDED: "suspended: SIGSTOP to its process group (GPU memory kept)",
-        JobState.QUEUED: "saved a checkpoint and exited 75 (requeue me) when asked",
+        JobState.QUEUED: "requeued: checkpointed when asked (exit 75), or died of GPU"
+        " out-of-memory and retries with more memory reserved",
     },
     JobState.SUSPENDED: {
         JobState.RUNNING: "resumed: SIGCONT to its process group",

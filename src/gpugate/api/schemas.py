@@ -84,6 +84,7 @@ class JobView(msgspec.Struct, kw_only=True, gc=False):  # no cycles: skip GC tra
     expected_run_s: float | None = None  # median of the command's recent successful runs
     preempt: str = "never"  # what gpugate may do to it to make room
     checkpoints: int = 0  # times it checkpointed and was requeued
+    oom_retries: int = 0  # times it died of GPU out-of-memory and was requeued with more
     exclusive: bool
     after: list[int]
     submitted_at: float

@@ -7,6 +7,7 @@ Example ``config.toml`` (every key optional)::
     util_window_s = 10.0
     cancel_grace_s = 10.0
     checkpoint_grace_s = 60.0     # to save and exit 75 when asked, before being suspended
+    max_oom_retries = 2           # requeue a job that died of GPU OOM with more memory, this often
 
     [scheduler]
     util_headroom_pct = 90
@@ -49,6 +50,7 @@ class DaemonConfig:
     tick_fallback_s: float = 10.0  # the loop runs at least this often without events
     cancel_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
     checkpoint_grace_s: float = 60.0  # asked to checkpoint: suspended if still running after
+    max_oom_retries: int = 2  # a job that dies of GPU OOM is requeued with more, this often
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -60,6 +62,7 @@ _TOP_KEYS = {
     "tick_fallback_s",
     "cancel_grace_s",
     "checkpoint_grace_s",
+    "max_oom_retries",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -147,6 +150,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         tick_fallback_s=_num(flat, "tick_fallback_s", base.tick_fallback_s, low=0.05),
         cancel_grace_s=_num(flat, "cancel_grace_s", base.cancel_grace_s),
         checkpoint_grace_s=_num(flat, "checkpoint_grace_s", base.checkpoint_grace_s),
+        max_oom_retries=_count(flat, "max_oom_retries", base.max_oom_retries),
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )
@@ -165,6 +169,13 @@ def _pct(flat: dict[str, Any], key: str, default: float) -> float:
     value = _num(flat, key, default)
     if not 0 < value <= 100:
         raise ConfigError(f"{key} must be a percentage in (0, 100], not {value!r}")
+    return value
+
+
+def _count(flat: dict[str, Any], key: str, default: int) -> int:
+    value = flat.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key} must be a whole number >= 0, not {value!r}")
     return value
 
 

@@ -21,11 +21,13 @@ from gpugate.daemon.paths import StatePaths
 from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, Transition
+from gpugate.oom import oom_evidence, raised_expectation
 from gpugate.preempt import CHECKPOINT_ENV, PREEMPT_FILE_ENV, REQUEUE_EXIT_CODE, RESUME_ENV
 from gpugate.runner.base import ExitRecord, LaunchError, Runner
-from gpugate.runner.local import session_of
+from gpugate.runner.local import STDERR_FILE, STDOUT_FILE, session_of
 from gpugate.states import JobState
 from gpugate.store.base import Store
+from gpugate.units import format_bytes
 
 Change = tuple[Job, Transition | None]
 PEAKS_SAVE_INTERVAL_S = 30.0
@@ -59,6 +61,7 @@ class Engine:
         self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
         self.kill_at: dict[int, float] = {}  # job id -> when its SIGKILL is due
         self.checkpoint_due: dict[int, float] = {}  # job id -> end of its checkpoint grace
+        self.log_offsets: dict[int, dict[str, int]] = {}  # log sizes when each run started
         self.exited: set[int] = set()  # jobs whose process signalled an exit
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
@@ -218,6 +221,10 @@ class Engine:
         asked = job.checkpoint_requested_at is not None and not job.cancel_requested
         if code == REQUEUE_EXIT_CODE and asked:
             return self._requeue_checkpointed(job, record.ended_at)
+        if code != 0 and not job.cancel_requested and job.spec.gpus:
+            evidence = self._oom_evidence(job)
+            if evidence is not None:
+                return self._after_oom(job, record, evidence)
         if job.cancel_requested:
             state, reason = JobState.CANCELLED, f"cancelled by user ({how})"
         elif code == 0:
@@ -242,6 +249,50 @@ class Engine:
             f" checkpoint {checkpoints}): resumes with GPUGATE_RESUME=1",
             checkpoints=checkpoints,
             checkpoint_requested_at=None,
+            gpu_uuids=(),
+            pid=None,
+            pid_start_time=None,
+            started_at=None,
+            ramped_at=None,
+        )
+
+    def _oom_evidence(self, job: Job) -> str | None:
+        """The line this run printed when an allocation failed (or its peak at the GPU's
+        capacity), read from the end of its logs: only what this run wrote counts."""
+        job_dir = self.paths.job_dir(job.id)
+        offsets = self.log_offsets.pop(job.id, {})
+        tail = "".join(
+            read_tail(job_dir / name, offsets.get(name, 0)) for name in (STDERR_FILE, STDOUT_FILE)
+        )
+        totals = [g.mem_total_bytes for g in self.snapshot.gpus if g.uuid in job.gpu_uuids]
+        return oom_evidence(tail, job.peak_mem_bytes, min(totals, default=None))
+
+    def _after_oom(self, job: Job, record: ExitRecord, evidence: str) -> Change:
+        """Requeue with more memory reserved, a bounded number of times; then it fails."""
+        how, at = describe_exit(record.code), record.ended_at
+        limit = self.config.max_oom_retries
+        caps = [
+            int(g.mem_total_bytes * self.config.policy.limits_for(g.uuid, g.index).mem_headroom_pct)
+            // 100
+            for g in self.snapshot.gpus
+        ]
+        raised = raised_expectation(job.expected, job.peak_mem_bytes, max(caps, default=0))
+        if job.oom_retries >= limit or raised is None:
+            why = (
+                f"{how}: out of GPU memory ({evidence}); {job.oom_retries} of {limit} retries used"
+            )
+            return advance(job, JobState.FAILED, at, why, exit_code=record.code, ended_at=at)
+        retry = job.oom_retries + 1
+        wanted = "a whole GPU" if raised.mem_bytes is None else format_bytes(raised.mem_bytes)
+        return advance(
+            job,
+            JobState.QUEUED,
+            at,
+            f"{how}: out of GPU memory ({evidence}); requeued expecting {wanted} per GPU"
+            f" (retry {retry} of {limit})",
+            expected=raised,
+            oom_retries=retry,
+            exit_code=record.code,
             gpu_uuids=(),
             pid=None,
             pid_start_time=None,
@@ -338,6 +389,8 @@ class Engine:
 
     def _launch(self, job: Job, now: float) -> list[Change]:
         self.preempt_file(job.id).unlink(missing_ok=True)  # a resumed run starts unasked
+        job_dir = self.paths.job_dir(job.id)
+        self.log_offsets[job.id] = {n: file_size(job_dir / n) for n in (STDERR_FILE, STDOUT_FILE)}
         try:
             launched = self.runner.launch(job, self.job_env(job), self.paths.job_dir(job.id))
         except LaunchError as exc:
@@ -425,3 +478,24 @@ def describe_exit(code: int) -> str:
         except ValueError:
             pass
     return f"exited {code}"
+
+
+LOG_TAIL_BYTES = 64 * 1024  # where a framework's out-of-memory line would be
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def read_tail(path: Path, start: int) -> str:
+    """The end of a log from ``start`` on (what one run wrote), at most LOG_TAIL_BYTES."""
+    try:
+        with open(path, "rb") as log:
+            size = log.seek(0, 2)
+            log.seek(max(start, size - LOG_TAIL_BYTES))
+            return log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -31,6 +31,7 @@ def job_view(engine: Engine, job: Job) -> api.JobView:
         expected_run_s=job.expected.run_s,
         preempt=job.spec.preempt.value,
         checkpoints=job.checkpoints,
+        oom_retries=job.oom_retries,
         exclusive=job.spec.exclusive,
         after=list(job.spec.after),
         submitted_at=job.submitted_at,

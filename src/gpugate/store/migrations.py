@@ -109,7 +109,15 @@ _V3_PREEMPTION = _sql(
     "ALTER TABLE jobs ADD COLUMN checkpoints INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_CREATE_TABLES, _V2_EXPECTED_RUN_TIME, _V3_PREEMPTION)
+# Out-of-memory retries: how often a job was requeued with a raised memory expectation.
+_V4_OOM_RETRIES = _sql("ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0")
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1_CREATE_TABLES,
+    _V2_EXPECTED_RUN_TIME,
+    _V3_PREEMPTION,
+    _V4_OOM_RETRIES,
+)
 LATEST_VERSION = len(MIGRATIONS)
 
 
