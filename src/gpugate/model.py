@@ -157,6 +157,8 @@ class Job:
     checkpoint_requested_at: float | None = None  # asked to save and exit, not yet done
     checkpoints: int = 0  # times it saved, exited 75 and was requeued (resumes if > 0)
     oom_retries: int = 0  # times it died of GPU out-of-memory and was requeued with more
+    preemptions: int = 0  # times the scheduler preempted it (capped by the policy)
+    preempted_for: int | None = None  # the job it is making room for, while preempted
 
     @property
     def is_active(self) -> bool:

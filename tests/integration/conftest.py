@@ -28,6 +28,7 @@ checkpoint_grace_s = 3.0
 [scheduler]
 ramp_timeout_s = {ramp_timeout_s}
 max_cpu_jobs = {max_cpu_jobs}
+preempt_min_run_s = 0
 """
 
 

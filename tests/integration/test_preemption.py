@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
+from gpugate.units import GiB
 from tests.integration.conftest import RunningDaemon, wait_for
 
 pytestmark = pytest.mark.integration
@@ -160,3 +162,45 @@ def test_a_daemon_killed_during_a_checkpoint_loses_nothing(
     assert json.loads((saved / "result.json").read_text()) == expected
     edges = [(t.from_state, t.to_state) for t in daemon.client.show(job).history]
     assert edges.count(("queued", "starting")) == 2  # exactly one relaunch
+
+
+def test_an_urgent_job_preempts_a_checkpointable_one_which_then_resumes(
+    make_daemon: Callable[..., RunningDaemon], tmp_path: Path
+) -> None:
+    """The training job (priority 0, declares 16 GiB of the 24 GiB GPU, allows checkpoint)
+    runs. An urgent job (priority 5, 10 GiB) cannot fit beside it: the scheduler asks the
+    training job to checkpoint; it saves and exits 75; the urgent job starts; the training
+    job waits (16 + 10 > 21.6 GiB), resumes from its checkpoint once the urgent one is
+    done, and ends exactly as an uninterrupted run."""
+    daemon = make_daemon(ramp_timeout_s=0.5)
+    expected = uninterrupted_result(tmp_path, daemon.env)
+    saved = tmp_path / "under-gpugate"
+    saved.mkdir()
+    command = " ".join([sys.executable, str(EXAMPLE), *TRAIN_ARGS])
+    training = daemon.submit(
+        command,
+        mem_bytes=16 * GiB,
+        util_pct=30,
+        preempt="checkpoint",
+        checkpoint_path=str(saved / "ckpt.json"),
+    )
+    wait_for(lambda: "step 100" in logs(daemon, training), what="training to be under way")
+    daemon.wait_state(training, "running")
+
+    urgent = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=30, priority=5)
+    daemon.wait_state(urgent, "running", "succeeded", timeout_s=20)
+    assert daemon.state(training) in ("queued", "starting", "running")
+    daemon.wait_state(urgent, "succeeded", timeout_s=20)
+    done = daemon.wait_state(training, "succeeded", "failed", timeout_s=60)
+    assert done.state == "succeeded", done.reason
+
+    assert json.loads((saved / "result.json").read_text()) == expected
+    history = daemon.client.show(training).history
+    asked = [t for t in history if "to make room for job" in t.reason]
+    assert asked and f"job {urgent}" in asked[0].reason
+    urgent_start = next(
+        t.at for t in daemon.client.show(urgent).history if t.to_state == "starting"
+    )
+    requeued = next(t.at for t in history if (t.from_state, t.to_state) == ("running", "queued"))
+    restarted = [t.at for t in history if t.to_state == "starting"][1]
+    assert requeued <= urgent_start <= restarted  # it yielded, then waited its turn

@@ -68,6 +68,9 @@ class Policy:
     ramp_level: float = 0.9  # ...or until its memory is seen at this fraction of expected
     idle_mem_pct: float = 10.0  # a GPU counts as idle (for exclusive/unknown-size jobs)
     max_cpu_jobs: int | None = None  # CPU-only jobs running at once; None: no limit
+    # Preemption, of jobs that allowed it at submit (--preempt), for strictly higher ones:
+    preempt_min_run_s: float = 300.0  # never a job that has run less than this
+    max_preemptions: int = 3  # never a job already preempted this often
 
     def limits_for(self, uuid: str, index: int) -> GpuLimits:
         return self.per_gpu_limits.get(uuid) or self.per_gpu_limits.get(str(index)) or self.limits

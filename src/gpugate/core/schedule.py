@@ -21,9 +21,11 @@ from gpugate.core.admission import (
 from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
 from gpugate.core.placement import RefusalWriter, place
 from gpugate.core.policy import Policy
+from gpugate.core.preemption import choose_preemptions, resumable
 from gpugate.core.queue import dependency_verdict, in_queue_order
 from gpugate.core.types import (
     Drain,
+    Preemption,
     ReasonWriter,
     SchedulingReply,
     SchedulingRequest,
@@ -31,7 +33,7 @@ from gpugate.core.types import (
     Verdict,
     WaitingReasons,
 )
-from gpugate.model import Job
+from gpugate.model import Job, PreemptMode
 from gpugate.states import JobState
 from gpugate.units import format_bytes
 
@@ -57,9 +59,11 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
         gpu_jobs = [j for j in ordered if j.spec.gpus]
     cpu_busy = sum(1 for j in holders if j.spec.gpus == 0)
     starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
+    resumes = _resumes(holders, jobs.queued, loads)
     free_at = _expected_free_at(holders, request.now)
     gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, free_at, request, waiting)
     starts += gpu_starts
+    preemptions = _preemptions(request, holders, ramping, gpu_jobs, gpu_starts)
     return SchedulingReply(
         starts=tuple(starts),
         waiting=waiting,
@@ -68,7 +72,36 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
         drained_for=None if drain is None else drain.job_id,
         drain=drain,
         next_decision_at=_next_decision_at(request, holders, ramping, gpu_jobs, starts),
+        preemptions=preemptions,
+        resumes=tuple(resumes),
     )
+
+
+def _resumes(
+    holders: Sequence[Job], queued: Sequence[Job], loads: dict[str, GpuLoad]
+) -> list[Verdict]:
+    suspended = [j for j in holders if j.state is JobState.SUSPENDED and j.preempted_for]
+    if not suspended:
+        return []
+    return resumable(suspended, {j.id for j in queued}, loads)
+
+
+def _preemptions(
+    request: SchedulingRequest,
+    holders: Sequence[Job],
+    ramping: set[int],
+    gpu_jobs: Sequence[Job],
+    gpu_starts: Sequence[Start],
+) -> tuple[Preemption, ...]:
+    """Only when some running job allowed preemption and some GPU job still waits."""
+    if not any(h.spec.preempt is not PreemptMode.NEVER for h in holders):
+        return ()
+    started = {s.job_id: s.gpu_uuids for s in gpu_starts}
+    refused = [j for j in gpu_jobs if j.id not in started]
+    if not refused:
+        return ()
+    started_now = [(j, started[j.id]) for j in gpu_jobs if j.id in started]
+    return choose_preemptions(request, holders, ramping, refused, started_now)
 
 
 @dataclass(frozen=True, slots=True)

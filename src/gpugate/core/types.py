@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gpugate.core.policy import Policy
-from gpugate.model import Job, JobUsage
+from gpugate.model import Job, JobUsage, PreemptMode
 from gpugate.states import JobState
 
 
@@ -57,6 +57,16 @@ class Verdict:
     """A decision about one job with the sentence that explains it."""
 
     job_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """Make ``job_id`` yield, the way it allowed at submit, so that ``for_job`` can start."""
+
+    job_id: int
+    how: PreemptMode
+    for_job: int
     reason: str
 
 
@@ -149,3 +159,5 @@ class SchedulingReply:
     # when time alone may change a decision (a ramp window ends, a wait reaches the
     # backfill bound): call schedule() again then at the latest; None: only events matter
     next_decision_at: float | None = None
+    preemptions: tuple[Preemption, ...] = ()  # running jobs to yield for a higher one
+    resumes: tuple[Verdict, ...] = ()  # jobs the scheduler suspended that fit again

@@ -20,6 +20,8 @@ Example ``config.toml`` (every key optional)::
     max_head_wait_s = inf         # off; e.g. 1800 drains a head's GPUs after 30 min
     ramp_timeout_s = 60
     max_cpu_jobs = 8
+    preempt_min_run_s = 300       # never preempt a job younger than this...
+    max_preemptions = 3           # ...or one already preempted this often
 
     [gpu."1"]                     # per GPU, by index or UUID
     util_headroom_pct = 80
@@ -77,6 +79,8 @@ _SCHED_KEYS = {
     "ramp_timeout_s",
     "max_cpu_jobs",
     "idle_mem_pct",
+    "preempt_min_run_s",
+    "max_preemptions",
 }
 _FINITE_KEYS = {"aging_per_hour", "run_time_weight"}  # inf points would make ranks NaN
 _LIMIT_KEYS = {"util_headroom_pct", "mem_headroom_pct", "share_util_pct"}
@@ -142,6 +146,8 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         ramp_timeout_s=_num(flat, "ramp_timeout_s", base.policy.ramp_timeout_s),
         idle_mem_pct=_pct(flat, "idle_mem_pct", base.policy.idle_mem_pct),
         max_cpu_jobs=_cpu_slots(flat.get("max_cpu_jobs", base.policy.max_cpu_jobs)),
+        preempt_min_run_s=_num(flat, "preempt_min_run_s", base.policy.preempt_min_run_s),
+        max_preemptions=_count(flat, "max_preemptions", base.policy.max_preemptions),
     )
     return DaemonConfig(
         gpus=str(flat.get("gpus", base.gpus)),

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from gpugate.core.schedule import schedule
 from gpugate.core.smoothing import UtilWindow
-from gpugate.core.types import Drain, GpuView, SchedulingReply, SchedulingRequest
+from gpugate.core.types import Drain, GpuView, Preemption, SchedulingReply, SchedulingRequest
 from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.paths import StatePaths
 from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
-from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, Transition
+from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, PreemptMode, Transition
 from gpugate.oom import oom_evidence, raised_expectation
 from gpugate.preempt import CHECKPOINT_ENV, PREEMPT_FILE_ENV, REQUEUE_EXIT_CODE, RESUME_ENV
 from gpugate.runner.base import ExitRecord, LaunchError, Runner
@@ -219,6 +219,8 @@ class Engine:
         code = record.code
         how = describe_exit(code)
         asked = job.checkpoint_requested_at is not None and not job.cancel_requested
+        if asked and job.spec.preempt is PreemptMode.REQUEUE:
+            return self._requeue(job, record.ended_at, f"{how}: stopped to make room; requeued")
         if code == REQUEUE_EXIT_CODE and asked:
             return self._requeue_checkpointed(job, record.ended_at)
         if code != 0 and not job.cancel_requested and job.spec.gpus:
@@ -239,21 +241,29 @@ class Engine:
         """Saved and exited 75 when asked: back to the queue with its priority and its
         waiting time kept (``submitted_at``/``queued_at`` unchanged), so it keeps its place;
         relaunched later with GPUGATE_RESUME=1."""
-        self.checkpoint_due.pop(job.id, None)
         checkpoints = job.checkpoints + 1
+        why = (
+            f"checkpointed and requeued (exit {REQUEUE_EXIT_CODE} when asked;"
+            f" checkpoint {checkpoints}): resumes with GPUGATE_RESUME=1"
+        )
+        return self._requeue(job, at, why, checkpoints=checkpoints)
+
+    def _requeue(self, job: Job, at: float, why: str, **changes: object) -> Change:
+        """Back to the queue, keeping its priority and its waiting time (its place)."""
+        self.checkpoint_due.pop(job.id, None)
         return advance(
             job,
             JobState.QUEUED,
             at,
-            f"checkpointed and requeued (exit {REQUEUE_EXIT_CODE} when asked;"
-            f" checkpoint {checkpoints}): resumes with GPUGATE_RESUME=1",
-            checkpoints=checkpoints,
+            why,
             checkpoint_requested_at=None,
+            preempted_for=None,
             gpu_uuids=(),
             pid=None,
             pid_start_time=None,
             started_at=None,
             ramped_at=None,
+            **changes,
         )
 
     def _oom_evidence(self, job: Job) -> str | None:
@@ -300,7 +310,7 @@ class Engine:
             ramped_at=None,
         )
 
-    def request_checkpoint(self, job: Job, now: float) -> Job:
+    def request_checkpoint(self, job: Job, now: float, why: str = "asked to checkpoint") -> Job:
         """Ask the job to save and exit 75: the file it can poll, then SIGUSR1 to its
         group (jobs start with SIGUSR1 ignored, see shim.sh: only a process that installed
         a handler sees it). Past the grace period it is suspended."""
@@ -308,10 +318,10 @@ class Engine:
         asked = replace(
             job,
             checkpoint_requested_at=now,
-            reason=f"asked to checkpoint (SIGUSR1); suspended if still running in"
+            reason=f"{why} (SIGUSR1); suspended if still running in"
             f" {self.config.checkpoint_grace_s:.0f} s",
         )
-        self._commit([(asked, None)])
+        self._commit([(asked, _note(asked, now))])
         self.runner.signal(asked, signal.SIGUSR1)
         self.checkpoint_due[job.id] = now + self.config.checkpoint_grace_s
         return asked
@@ -324,7 +334,7 @@ class Engine:
         return moved
 
     def resume(self, job: Job, now: float, why: str) -> Job:
-        moved, edge = advance(job, JobState.RUNNING, now, why)
+        moved, edge = advance(job, JobState.RUNNING, now, why, preempted_for=None)
         self._commit([(moved, edge)])
         self.runner.signal(moved, signal.SIGCONT)
         return moved
@@ -346,6 +356,9 @@ class Engine:
                 self.suspend(job, now, why)
 
     def _vanished(self, job: Job, now: float) -> Change:
+        asked = job.checkpoint_requested_at is not None and not job.cancel_requested
+        if asked and job.spec.preempt is PreemptMode.REQUEUE:  # killed with its shim
+            return self._requeue(job, now, "killed to make room; requeued")
         if job.cancel_requested:  # SIGKILL to the group took the shim too
             return advance(job, JobState.CANCELLED, now, "cancelled by user (killed)")
         return advance(job, JobState.LOST, now, "its process ended without leaving an exit code")
@@ -385,7 +398,30 @@ class Engine:
         # never a process the store does not know about
         self._commit(decided + starting)
         self._commit([change for job, _ in starting for change in self._launch(job, now)])
-        return bool(reply.starts or reply.cancels or reply.ramped)
+        for verdict in reply.resumes:
+            self.resume(self.active[verdict.job_id], now, verdict.reason)
+        for preemption in reply.preemptions:
+            self._preempt(preemption, now)
+        return bool(reply.starts or reply.cancels or reply.ramped or reply.resumes)
+
+    def _preempt(self, order: Preemption, now: float) -> None:
+        """Make a running job yield the way it allowed: checkpoint (SIGUSR1, then exit 75
+        and requeue), suspend (SIGSTOP), or requeue (SIGTERM, SIGKILL after the grace,
+        requeued from the start)."""
+        job = replace(
+            self.active[order.job_id],
+            preempted_for=order.for_job,
+            preemptions=self.active[order.job_id].preemptions + 1,
+        )
+        if order.how is PreemptMode.CHECKPOINT:
+            self.request_checkpoint(job, now, order.reason)
+        elif order.how is PreemptMode.SUSPEND:
+            self.suspend(job, now, order.reason)
+        else:
+            asked = replace(job, checkpoint_requested_at=now, reason=f"{order.reason}: SIGTERM")
+            self._commit([(asked, _note(asked, now))])
+            self.runner.signal(asked, signal.SIGTERM)
+            self.arm_kill(asked, now)
 
     def _launch(self, job: Job, now: float) -> list[Change]:
         self.preempt_file(job.id).unlink(missing_ok=True)  # a resumed run starts unasked
@@ -467,6 +503,12 @@ class Engine:
     def commit(self, changes: Iterable[Change]) -> None:
         """Store user-initiated changes (service layer) and update the live view."""
         self._commit(changes)
+
+
+def _note(job: Job, at: float) -> Transition:
+    """A step of the job's story that is not a move of the state machine (asked to yield):
+    kept in its history as an edge from its state to itself, with the job's reason."""
+    return Transition(job.id, job.state, job.state, at, job.reason)
 
 
 def describe_exit(code: int) -> str:

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from gpugate.daemon.engine import Change, Engine
 from gpugate.lifecycle import advance
-from gpugate.model import Job
+from gpugate.model import Job, PreemptMode
 from gpugate.states import JobState
 
 
@@ -35,6 +35,9 @@ def recover(engine: Engine) -> list[str]:
         if job.cancel_requested:
             engine.arm_kill(job, engine.clock())  # the grace period restarts with us
             notes.append(f"job {job.id}: was being cancelled; SIGKILL after the grace period")
+        elif job.checkpoint_requested_at is not None and job.spec.preempt is PreemptMode.REQUEUE:
+            engine.arm_kill(job, engine.clock())  # being stopped to make room: finish it
+            notes.append(f"job {job.id}: was being stopped to make room; SIGKILL after grace")
         elif job.checkpoint_requested_at is not None and job.state is JobState.RUNNING:
             # it may still save and exit 75 (then it is requeued); else suspended after grace
             engine.checkpoint_due[job.id] = engine.clock() + engine.config.checkpoint_grace_s

@@ -112,11 +112,18 @@ _V3_PREEMPTION = _sql(
 # Out-of-memory retries: how often a job was requeued with a raised memory expectation.
 _V4_OOM_RETRIES = _sql("ALTER TABLE jobs ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0")
 
+# Automatic preemption: how often the scheduler preempted a job, and for which job.
+_V5_PREEMPTED = _sql(
+    "ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN preempted_for INTEGER",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_CREATE_TABLES,
     _V2_EXPECTED_RUN_TIME,
     _V3_PREEMPTION,
     _V4_OOM_RETRIES,
+    _V5_PREEMPTED,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

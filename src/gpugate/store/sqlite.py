@@ -48,7 +48,7 @@ _OWN_COLUMNS = (
 _PLAIN_JOB_FIELDS = (
     "reason", "pid", "pid_start_time", "started_at", "ramped_at", "ended_at", "exit_code",
     "peak_mem_bytes", "peak_util_pct", "queued_at", "checkpoint_requested_at", "checkpoints",
-    "oom_retries",
+    "oom_retries", "preemptions", "preempted_for",
 )
 # fmt: on
 _JOB_COLUMNS = ("id", *_SPEC_COLUMNS, *_OWN_COLUMNS, *_PLAIN_JOB_FIELDS)
