@@ -59,6 +59,8 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
     },
     JobState.SUSPENDED: {
         JobState.RUNNING: "resumed: SIGCONT to its process group",
+        JobState.QUEUED: "requeued: it ended (checkpoint, out-of-memory or stopped to make"
+        " room) as it was being suspended",
         JobState.SUCCEEDED: "exited 0 (it had ended as it was being stopped)",
         JobState.FAILED: "killed while suspended, or ended non-zero as it was being stopped",
         JobState.CANCELLED: "user cancelled (SIGTERM, then SIGCONT so it can act on it)",

@@ -147,3 +147,51 @@ def test_the_minimum_run_time_and_cap_come_from_the_policy() -> None:
         capped, job(2, mem_gib=10, priority=5), used_gib=16, policy=Policy(max_preemptions=1)
     )
     assert reply.preemptions == ()
+
+
+def test_a_stopped_job_that_cannot_help_is_resumed() -> None:
+    """Job 1 was asked to checkpoint for job 9, ignored it, and was suspended (the next
+    rung). Job 9 waits for memory, which a stopped job keeps: no help, so it resumes."""
+    stopped = replace(victim(1, 16, util=30.0), state=JobState.SUSPENDED, preempted_for=9)
+    reply = decide(stopped, job(9, mem_gib=10, priority=5), used_gib=16)
+    assert [v.job_id for v in reply.resumes] == [1]
+    assert reply.resumes[0].reason == "resumed: job 9 was not helped by it"
+
+
+def test_a_job_alone_on_its_gpu_resumes_whatever_its_peak() -> None:
+    heavy = replace(
+        victim(1, 4, SUSPEND, util=100.0),
+        state=JobState.SUSPENDED,
+        preempted_for=9,
+        peak_util_pct=100.0,
+    )
+    assert [v.job_id for v in decide(heavy, used_gib=4).resumes] == [1]
+
+
+def test_no_resume_ahead_of_a_higher_priority_queued_job() -> None:
+    stopped = replace(victim(1, 4, SUSPEND, util=60.0), state=JobState.SUSPENDED, preempted_for=8)
+    higher = job(7, mem_gib=30, priority=3)  # waits (too big), but outranks job 1
+    assert decide(stopped, higher, used_gib=4).resumes == ()
+
+
+def test_no_new_preemption_while_a_victim_waits_for_its_beneficiary() -> None:
+    """Job 1 checkpointed for job 9 and is back in the queue; job 9 has not started yet
+    (the memory is seen free only at the next sample): job 2 is not preempted meanwhile,
+    and job 1 does not take the room back."""
+    requeued = replace(allowing(job(1, mem_gib=16), CHECKPOINT), preempted_for=9)
+    jobs = [requeued, victim(2, 8), job(9, mem_gib=10, priority=5)]
+    reply = decide(*jobs, used_gib=8)
+    assert reply.preemptions == ()
+    assert set(s.job_id for s in reply.starts) == {9}
+    assert 1 in reply.waiting and "made room for job 9" in reply.waiting[1]
+
+
+def test_no_preemption_for_a_job_that_waits_for_something_else() -> None:
+    """Job 9 would fit now but the GPU is drained for job 5 (backfill bound): preempting
+    job 1 would not let it start."""
+    drain_policy = Policy(max_head_wait_s=10)
+    head = job(5, mem_gib=None, priority=1, submitted_at=0.0)  # waited past the bound
+    jobs = [victim(1, 4), head, job(9, mem_gib=4, priority=5, submitted_at=NOW)]
+    reply = decide(*jobs, used_gib=4, policy=drain_policy)
+    assert reply.drained_for == 5
+    assert reply.preemptions == ()

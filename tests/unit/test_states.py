@@ -49,6 +49,7 @@ def test_the_table_has_the_documented_edges() -> None:
         "running->queued",
         "running->suspended",
         "suspended->running",
+        "suspended->queued",
         "suspended->succeeded",
         "suspended->failed",
         "suspended->cancelled",

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gpugate.core.admission import FIT_CHECKS
 from gpugate.core.load import GpuLoad, build_loads, reserve
 from gpugate.core.placement import place
+from gpugate.core.policy import Policy
 from gpugate.core.types import GpuView, Preemption, SchedulingRequest, Verdict
 from gpugate.model import Job, JobUsage, PreemptMode
 from gpugate.states import JobState
@@ -45,16 +46,34 @@ def choose_preemptions(
     ramping: set[int],
     refused: Sequence[Job],
     started_now: Sequence[tuple[Job, Sequence[str]]],
+    pass_loads: Mapping[str, GpuLoad],
 ) -> tuple[Preemption, ...]:
     """The victims for the highest-ranked refused job that some can make room for."""
-    if any(job.checkpoint_requested_at is not None for job in holders):
-        return ()  # a job asked to checkpoint or to end is still on its GPUs: wait for it
+    if preemption_under_way(request.jobs):
+        return ()
     for waiting in refused[:MAX_WAITERS]:
         candidates = _candidates(waiting, holders, request)
-        victims = _fewest_victims(waiting, candidates, request, holders, ramping, started_now)
+        if not candidates:
+            continue
+        victims = _fewest_victims(
+            waiting, candidates, _Scene(request, holders, ramping, started_now, pass_loads)
+        )
         if victims:
             return tuple(_preemption(v, waiting, request.now) for v in victims)
     return ()
+
+
+def preemption_under_way(jobs: Sequence[Job]) -> bool:
+    """One at a time: a job asked to checkpoint or to end is still on its GPUs, or one
+    that yielded (suspended, or requeued) still waits for the job it yielded to to start."""
+    waiting = {j.id for j in jobs if j.state is JobState.QUEUED}
+    return any(j.checkpoint_requested_at is not None or j.preempted_for in waiting for j in jobs)
+
+
+def yielded_to_waiting(job: Job, queued_ids: set[int]) -> bool:
+    """A requeued victim does not start while the job it made room for still waits: it
+    would take the room back (it kept its place, and has aged while it ran)."""
+    return job.preempted_for is not None and job.preempted_for in queued_ids
 
 
 def _candidates(waiting: Job, holders: Sequence[Job], request: SchedulingRequest) -> list[Job]:
@@ -86,39 +105,59 @@ def _score(job: Job, request: SchedulingRequest) -> tuple[int, float, int, int]:
     return job.priority, lost, -freed, job.id
 
 
-def _fewest_victims(
-    waiting: Job,
-    candidates: Sequence[Job],
-    request: SchedulingRequest,
-    holders: Sequence[Job],
-    ramping: set[int],
-    started_now: Sequence[tuple[Job, Sequence[str]]],
-) -> tuple[Job, ...]:
+@dataclass(frozen=True, slots=True)
+class _Scene:
+    """What the pass knows, to rebuild the GPUs as they would be without some jobs."""
+
+    request: SchedulingRequest
+    holders: Sequence[Job]
+    ramping: set[int]
+    started_now: Sequence[tuple[Job, Sequence[str]]]
+    pass_loads: Mapping[str, GpuLoad]  # for the drains and holds this pass made
+
+    def fits_without(self, waiting: Job, victims: Sequence[Job]) -> bool:
+        loads = self.loads_without(victims)
+        policy = self.request.policy
+        return bool(place(waiting, loads.values(), FIT_CHECKS[policy.admission], policy))
+
+    def loads_without(self, victims: Sequence[Job]) -> dict[str, GpuLoad]:
+        """The GPUs once ``victims`` yielded, with this pass's starts, drains and holds.
+        A suspended victim stays on its GPUs with its memory: only its compute goes."""
+        request = self.request
+        freed = {v.id for v in victims if v.spec.preempt in FREES_MEMORY}
+        views = [_minus(view, victims, request.usage) for view in request.gpus]
+        kept = [job for job in self.holders if job.id not in freed]
+        loads = build_loads(views, kept, request.usage, request.policy, self.ramping)
+        for uuid, load in loads.items():
+            before = self.pass_loads.get(uuid)
+            if before is not None:
+                load.drained_for = before.drained_for
+                load.held_for, load.hold_slack_s = before.held_for, before.hold_slack_s
+        for job, uuids in self.started_now:
+            for uuid in uuids:
+                if uuid in loads:
+                    reserve(loads[uuid], job)
+        return loads
+
+
+def _fewest_victims(waiting: Job, candidates: Sequence[Job], scene: _Scene) -> tuple[Job, ...]:
+    if scene.fits_without(waiting, ()):
+        return ()  # it waits for something preemption does not change (a drain, a hold)
     for count in range(1, min(MAX_VICTIMS, len(candidates)) + 1):
         for victims in itertools.combinations(candidates, count):
-            loads = _loads_without(victims, request, holders, ramping, started_now)
-            if place(waiting, loads.values(), FIT_CHECKS[request.policy.admission], request.policy):
+            if scene.fits_without(waiting, victims):
                 return victims
     return ()
 
 
-def _loads_without(
-    victims: Sequence[Job],
-    request: SchedulingRequest,
-    holders: Sequence[Job],
-    ramping: set[int],
-    started_now: Sequence[tuple[Job, Sequence[str]]],
-) -> dict[str, GpuLoad]:
-    """The GPUs as they would be once ``victims`` yielded (and this pass's starts ran)."""
-    gone = {v.id for v in victims}
-    views = [_minus(view, victims, request.usage) for view in request.gpus]
-    kept = [job for job in holders if job.id not in gone]
-    loads = build_loads(views, kept, request.usage, request.policy, ramping)
-    for job, uuids in started_now:
-        for uuid in uuids:
-            if uuid in loads:
-                reserve(loads[uuid], job)
-    return loads
+def _memory_allows(waiting: Job, loads: Mapping[str, GpuLoad]) -> bool:
+    """Could ``waiting`` fit by memory alone? If not, a stopped job (which keeps its
+    memory) is no help to it. Exclusive and unknown-size jobs need idle GPUs: no help."""
+    need = waiting.expected.mem_bytes
+    if need is None or waiting.spec.exclusive:
+        return False
+    room = sum(1 for g in loads.values() if g.mem_cap_bytes - g.mem_bytes >= need)
+    return room >= waiting.spec.gpus
 
 
 def _minus(
@@ -155,19 +194,28 @@ def _preemption(victim: Job, waiting: Job, now: float) -> Preemption:
 
 
 def resumable(
-    suspended: Sequence[Job], still_waiting: set[int], loads: dict[str, GpuLoad]
+    suspended: Sequence[Job], queued: Sequence[Job], loads: dict[str, GpuLoad], policy: Policy
 ) -> list[Verdict]:
-    """Jobs the scheduler suspended whose beneficiary no longer waits and whose compute fits
-    under their GPUs' lines again; their utilization is added to ``loads`` at once, so the
-    queued jobs placed after them do not take it."""
+    """Jobs the scheduler suspended that go on: once the job they yielded to no longer
+    waits, or waits although they are stopped (stopping them did not help it), and their
+    compute fits again (or they are alone on their GPUs). Never ahead of a queued job of
+    higher priority. Their utilization is added to ``loads`` at once, so the queued jobs
+    placed after them do not take it."""
+    by_id = {j.id: j for j in queued}
     verdicts = []
     for job in sorted(suspended, key=lambda j: (-j.priority, j.id)):
-        if job.preempted_for is None or job.preempted_for in still_waiting:
-            continue
-        add = job.peak_util_pct if job.peak_util_pct is not None else job.expected.util_pct
+        beneficiary = by_id.get(job.preempted_for) if job.preempted_for is not None else None
+        if beneficiary is not None and _memory_allows(beneficiary, loads):
+            continue  # it waits for the compute this job freed (the utilization mean lags)
+        others = (j for j in queued if j.spec.gpus and j is not beneficiary)
+        if any(j.priority > job.priority for j in others):
+            continue  # higher-priority queued work goes first
         held = [loads[u] for u in job.gpu_uuids if u in loads]
-        if all(g.util_pct + add <= g.limits.util_headroom_pct for g in held):
+        add = job.peak_util_pct if job.peak_util_pct is not None else job.expected.util_pct
+        alone = all(g.job_ids == [job.id] for g in held)
+        if alone or all(g.util_pct + add <= g.limits.util_headroom_pct for g in held):
             for load in held:
                 load.util_pct += add
-            verdicts.append(Verdict(job.id, f"resumed: job {job.preempted_for} no longer waits"))
+            why = "no longer waits" if beneficiary is None else "was not helped by it"
+            verdicts.append(Verdict(job.id, f"resumed: job {job.preempted_for} {why}"))
     return verdicts

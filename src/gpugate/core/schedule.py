@@ -21,7 +21,7 @@ from gpugate.core.admission import (
 from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
 from gpugate.core.placement import RefusalWriter, place
 from gpugate.core.policy import Policy
-from gpugate.core.preemption import choose_preemptions, resumable
+from gpugate.core.preemption import choose_preemptions, resumable, yielded_to_waiting
 from gpugate.core.queue import dependency_verdict, in_queue_order
 from gpugate.core.types import (
     Drain,
@@ -51,7 +51,8 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     done_ramping = {v.job_id for v in ramped}
     ramping = {j.id for j in holders if j.state is JobState.STARTING} - done_ramping
     loads = build_loads(request.gpus, holders, request.usage, request.policy, ramping)
-    ordered = in_queue_order(jobs.queued, request.now, request.policy)
+    queued = _not_yielded(jobs.queued, waiting)
+    ordered = in_queue_order(queued, request.now, request.policy)
     cpu_jobs: list[Job] = []
     gpu_jobs = ordered
     if jobs.cpu_queued:  # split only when there is something to split: it costs a sweep
@@ -59,11 +60,11 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
         gpu_jobs = [j for j in ordered if j.spec.gpus]
     cpu_busy = sum(1 for j in holders if j.spec.gpus == 0)
     starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
-    resumes = _resumes(holders, jobs.queued, loads)
+    resumes = _resumes(holders, jobs.queued, loads, request.policy)
     free_at = _expected_free_at(holders, request.now)
     gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, free_at, request, waiting)
     starts += gpu_starts
-    preemptions = _preemptions(request, holders, ramping, gpu_jobs, gpu_starts)
+    preemptions = _preemptions(request, holders, ramping, gpu_jobs, gpu_starts, loads)
     return SchedulingReply(
         starts=tuple(starts),
         waiting=waiting,
@@ -77,13 +78,29 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     )
 
 
+def _not_yielded(queued: list[Job], waiting: WaitingReasons) -> list[Job]:
+    """Leave out requeued victims whose beneficiary still waits (they would take its room)."""
+    if not any(j.preempted_for is not None for j in queued):
+        return queued
+    ids = {j.id for j in queued}
+    kept = []
+    for job in queued:
+        if yielded_to_waiting(job, ids):
+            waiting.note(job, f"made room for job {job.preempted_for}: waits until it starts")
+        else:
+            kept.append(job)
+    return kept
+
+
 def _resumes(
-    holders: Sequence[Job], queued: Sequence[Job], loads: dict[str, GpuLoad]
+    holders: Sequence[Job], queued: Sequence[Job], loads: dict[str, GpuLoad], policy: Policy
 ) -> list[Verdict]:
-    suspended = [j for j in holders if j.state is JobState.SUSPENDED and j.preempted_for]
+    suspended = [
+        j for j in holders if j.state is JobState.SUSPENDED and j.preempted_for is not None
+    ]
     if not suspended:
         return []
-    return resumable(suspended, {j.id for j in queued}, loads)
+    return resumable(suspended, queued, loads, policy)
 
 
 def _preemptions(
@@ -92,6 +109,7 @@ def _preemptions(
     ramping: set[int],
     gpu_jobs: Sequence[Job],
     gpu_starts: Sequence[Start],
+    loads: dict[str, GpuLoad],
 ) -> tuple[Preemption, ...]:
     """Only when some running job allowed preemption and some GPU job still waits."""
     if not any(h.spec.preempt is not PreemptMode.NEVER for h in holders):
@@ -101,7 +119,7 @@ def _preemptions(
     if not refused:
         return ()
     started_now = [(j, started[j.id]) for j in gpu_jobs if j.id in started]
-    return choose_preemptions(request, holders, ramping, refused, started_now)
+    return choose_preemptions(request, holders, ramping, refused, started_now, loads)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ store before (or, for pids, right after) it has an effect outside the process.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -61,7 +62,6 @@ class Engine:
         self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
         self.kill_at: dict[int, float] = {}  # job id -> when its SIGKILL is due
         self.checkpoint_due: dict[int, float] = {}  # job id -> end of its checkpoint grace
-        self.log_offsets: dict[int, dict[str, int]] = {}  # log sizes when each run started
         self.exited: set[int] = set()  # jobs whose process signalled an exit
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
@@ -219,7 +219,7 @@ class Engine:
         code = record.code
         how = describe_exit(code)
         asked = job.checkpoint_requested_at is not None and not job.cancel_requested
-        if asked and job.spec.preempt is PreemptMode.REQUEUE:
+        if asked and job.spec.preempt is PreemptMode.REQUEUE and code != 0:
             return self._requeue(job, record.ended_at, f"{how}: stopped to make room; requeued")
         if code == REQUEUE_EXIT_CODE and asked:
             return self._requeue_checkpointed(job, record.ended_at)
@@ -249,20 +249,26 @@ class Engine:
         return self._requeue(job, at, why, checkpoints=checkpoints)
 
     def _requeue(self, job: Job, at: float, why: str, **changes: object) -> Change:
-        """Back to the queue, keeping its priority and its waiting time (its place)."""
+        """Back to the queue, keeping its priority and its waiting time (its place). What
+        is left of its process group is killed first: the next run must not meet the last
+        one (a child that outlived the job's shell). ``preempted_for`` stays until it starts
+        again: it does not start while the job it yielded to still waits."""
+        self.runner.signal(job, signal.SIGKILL)
         self.checkpoint_due.pop(job.id, None)
+        self.kill_at.pop(job.id, None)
         return advance(
             job,
             JobState.QUEUED,
             at,
             why,
             checkpoint_requested_at=None,
-            preempted_for=None,
             gpu_uuids=(),
             pid=None,
             pid_start_time=None,
             started_at=None,
             ramped_at=None,
+            peak_mem_bytes=None,  # per run: an earlier run's peak is not evidence of this one
+            peak_util_pct=None,
             **changes,
         )
 
@@ -270,7 +276,7 @@ class Engine:
         """The line this run printed when an allocation failed (or its peak at the GPU's
         capacity), read from the end of its logs: only what this run wrote counts."""
         job_dir = self.paths.job_dir(job.id)
-        offsets = self.log_offsets.pop(job.id, {})
+        offsets = read_offsets(job_dir / LOG_OFFSETS_FILE)
         tail = "".join(
             read_tail(job_dir / name, offsets.get(name, 0)) for name in (STDERR_FILE, STDOUT_FILE)
         )
@@ -294,20 +300,12 @@ class Engine:
             return advance(job, JobState.FAILED, at, why, exit_code=record.code, ended_at=at)
         retry = job.oom_retries + 1
         wanted = "a whole GPU" if raised.mem_bytes is None else format_bytes(raised.mem_bytes)
-        return advance(
-            job,
-            JobState.QUEUED,
-            at,
+        why = (
             f"{how}: out of GPU memory ({evidence}); requeued expecting {wanted} per GPU"
-            f" (retry {retry} of {limit})",
-            expected=raised,
-            oom_retries=retry,
-            exit_code=record.code,
-            gpu_uuids=(),
-            pid=None,
-            pid_start_time=None,
-            started_at=None,
-            ramped_at=None,
+            f" (retry {retry} of {limit})"
+        )
+        return self._requeue(
+            job, at, why, expected=raised, oom_retries=retry, exit_code=record.code
         )
 
     def request_checkpoint(self, job: Job, now: float, why: str = "asked to checkpoint") -> Job:
@@ -328,13 +326,17 @@ class Engine:
 
     def suspend(self, job: Job, now: float, why: str) -> Job:
         """SIGSTOP to the job's group: its compute is freed, its GPU memory is not."""
-        moved, edge = advance(job, JobState.SUSPENDED, now, why)
+        # a suspended job is no longer being asked: the next request starts afresh, and
+        # preemption is not held back by a request it will never answer while stopped
+        moved, edge = advance(job, JobState.SUSPENDED, now, why, checkpoint_requested_at=None)
         self._commit([(moved, edge)])
         self.runner.signal(moved, signal.SIGSTOP)
         return moved
 
     def resume(self, job: Job, now: float, why: str) -> Job:
-        moved, edge = advance(job, JobState.RUNNING, now, why, preempted_for=None)
+        moved, edge = advance(
+            job, JobState.RUNNING, now, why, preempted_for=None, checkpoint_requested_at=None
+        )
         self._commit([(moved, edge)])
         self.runner.signal(moved, signal.SIGCONT)
         return moved
@@ -347,8 +349,8 @@ class Engine:
         of the ladder: suspend (nothing is lost; its memory stays held)."""
         for job_id, due in list(self.checkpoint_due.items()):
             job = self.active.get(job_id)
-            if job is None or job.state is not JobState.RUNNING:
-                del self.checkpoint_due[job_id]  # it yielded, ended, or was suspended
+            if job is None or job.state is not JobState.RUNNING or job.cancel_requested:
+                del self.checkpoint_due[job_id]  # it yielded, ended, was suspended or cancelled
             elif now >= due:
                 del self.checkpoint_due[job_id]
                 grace = self.config.checkpoint_grace_s
@@ -391,6 +393,7 @@ class Engine:
                 s.reason,
                 gpu_uuids=s.gpu_uuids,
                 started_at=now,
+                preempted_for=None,
             )
             for s in reply.starts
         ]
@@ -426,7 +429,9 @@ class Engine:
     def _launch(self, job: Job, now: float) -> list[Change]:
         self.preempt_file(job.id).unlink(missing_ok=True)  # a resumed run starts unasked
         job_dir = self.paths.job_dir(job.id)
-        self.log_offsets[job.id] = {n: file_size(job_dir / n) for n in (STDERR_FILE, STDOUT_FILE)}
+        job_dir.mkdir(parents=True, exist_ok=True)
+        offsets = {name: file_size(job_dir / name) for name in (STDERR_FILE, STDOUT_FILE)}
+        (job_dir / LOG_OFFSETS_FILE).write_text(json.dumps(offsets))  # survives a restart
         try:
             launched = self.runner.launch(job, self.job_env(job), self.paths.job_dir(job.id))
         except LaunchError as exc:
@@ -466,8 +471,9 @@ class Engine:
         for job, _ in changes:
             if job.state.holds_gpus:
                 self._holding.add(job.id)
-            else:
+            elif job.id in self._holding:
                 self._holding.discard(job.id)
+                self._forget_usage(job.id)
             if job.state.is_terminal:
                 self.active.pop(job.id, None)
                 self.reasons.pop(job.id, None)
@@ -477,6 +483,21 @@ class Engine:
             else:
                 self.active[job.id] = job
         self._commit(self._now_eligible(ended))
+
+    def _forget_usage(self, job_id: int) -> None:
+        """A job's processes are gone, and with them the memory they held: take it off the
+        last snapshot now rather than at the next monitor sample, so the job it made room
+        for (or the next in line) is not refused for memory that is already free."""
+        seen = self.usage.pop(job_id, None)
+        if not seen:
+            return
+        gpus = tuple(
+            replace(g, mem_used_bytes=max(0, g.mem_used_bytes - seen[g.uuid].mem_bytes))
+            if g.uuid in seen
+            else g
+            for g in self.snapshot.gpus
+        )
+        self.snapshot = replace(self.snapshot, gpus=gpus)
 
     def holders(self) -> list[Job]:
         """The active jobs that are starting or running on the machine."""
@@ -523,6 +544,15 @@ def describe_exit(code: int) -> str:
 
 
 LOG_TAIL_BYTES = 64 * 1024  # where a framework's out-of-memory line would be
+LOG_OFFSETS_FILE = "log-offsets.json"  # the logs' sizes when the current run started
+
+
+def read_offsets(path: Path) -> dict[str, int]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def file_size(path: Path) -> int:

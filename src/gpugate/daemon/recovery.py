@@ -8,6 +8,7 @@ its shim's command line, else marked lost.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 
 from gpugate.daemon.engine import Change, Engine
@@ -32,6 +33,10 @@ def recover(engine: Engine) -> list[str]:
     engine.commit(changes)
     engine.check_all_exits = True  # the first tick reaps whatever ended meanwhile
     for job in engine.holders():
+        if job.state is JobState.RUNNING:
+            # stored as resumed but the SIGCONT may not have been sent before the crash:
+            # harmless to a job that is not stopped
+            engine.runner.signal(job, signal.SIGCONT)
         if job.cancel_requested:
             engine.arm_kill(job, engine.clock())  # the grace period restarts with us
             notes.append(f"job {job.id}: was being cancelled; SIGKILL after the grace period")
