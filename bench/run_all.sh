@@ -38,10 +38,11 @@ if [[ "${1:-}" == "--quick" ]]; then
         "queue_scale.py --jobs 10000 --batch 5000 --repeat 2 --idle-s 2 --drain-s 2"
         "idle_cpu.py --seconds 5"
         "suspend_latency.py --rounds 5"
+        "preempt_latency.py --rounds 3"
     )
 else
     runs=(cli_latency.py submit_to_start.py throughput.py queue_scale.py idle_cpu.py
-          suspend_latency.py)
+          suspend_latency.py preempt_latency.py)
 fi
 
 mkdir -p "${BENCH_OUT_DIR:-$here/out}"
