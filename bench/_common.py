@@ -441,6 +441,21 @@ class BenchTsp:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def read_stamp(path: Path, timeout_s: float = 60.0) -> float:
+    """Poll (1 ms) until a job has written a time stamp (epoch seconds) there; return it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            text = path.read_text().strip()
+            if text:
+                return float(text)
+        except (FileNotFoundError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no time stamp in {path} after {timeout_s} s")
+        time.sleep(0.001)
+
+
 @contextlib.contextmanager
 def timed() -> Iterator[list[float]]:
     box: list[float] = []

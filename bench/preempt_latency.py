@@ -26,7 +26,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BenchDaemon, Progress, header, machine_info, table, write_json
+from _common import (
+    BenchDaemon,
+    Progress,
+    header,
+    machine_info,
+    read_stamp,
+    table,
+    write_json,
+)
 
 VICTIM = """
 import sys, time, gpugate
@@ -40,20 +48,6 @@ open(stamps + ".exited", "w").write(repr(time.time()))
 gpugate.exit_for_requeue()
 """
 GIB = 1024**3
-
-
-def read_stamp(path: Path, timeout_s: float = 60.0) -> float:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            text = path.read_text().strip()
-            if text:
-                return float(text)
-        except (FileNotFoundError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no stamp in {path}")
-        time.sleep(0.001)
 
 
 def one_round(daemon: BenchDaemon, index: int, save_s: float) -> dict[str, float]:

@@ -39,6 +39,7 @@ from _common import (
     have_tsp,
     header,
     machine_info,
+    read_stamp,
     skip_peer_message,
     summary_ms,
     table,
@@ -46,21 +47,6 @@ from _common import (
 )
 
 WARMUP = 3
-
-
-def read_stamp(path: Path, timeout_s: float = 30.0) -> float:
-    """Poll (1 ms) until the job has written its start time; return it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            text = path.read_text().strip()
-            if text:
-                return float(text)
-        except (FileNotFoundError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no start stamp in {path} after {timeout_s} s")
-        time.sleep(0.001)
 
 
 Submit = Callable[[str, int], object]  # (shell command, index) -> job handle

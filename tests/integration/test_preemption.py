@@ -35,6 +35,19 @@ def uninterrupted_result(tmp_path: Path, env: dict[str, str]) -> dict[str, float
     return result
 
 
+def training_under_way(daemon: RunningDaemon, tmp_path: Path, **fields: object) -> tuple[Path, int]:
+    """The example submitted with ``--preempt checkpoint`` (its checkpoint and result in
+    the returned directory), once it has trained a while."""
+    saved = tmp_path / "under-gpugate"
+    saved.mkdir()
+    command = " ".join([sys.executable, str(EXAMPLE), *TRAIN_ARGS])
+    job = daemon.submit(
+        command, preempt="checkpoint", checkpoint_path=str(saved / "ckpt.json"), **fields
+    )
+    wait_for(lambda: "step 100" in logs(daemon, job), what="the job to train a while")
+    return saved, job
+
+
 def logs(daemon: RunningDaemon, job_id: int) -> str:
     return daemon.client.logs(job_id).decode()
 
@@ -56,13 +69,7 @@ def test_a_checkpointed_job_is_requeued_resumes_and_ends_as_if_never_interrupted
     daemon: RunningDaemon, tmp_path: Path
 ) -> None:
     expected = uninterrupted_result(tmp_path, daemon.env)
-    saved = tmp_path / "under-gpugate"
-    saved.mkdir()
-    command = " ".join([sys.executable, str(EXAMPLE), *TRAIN_ARGS])
-    job = daemon.submit(
-        command, gpus=0, preempt="checkpoint", checkpoint_path=str(saved / "ckpt.json")
-    )
-    wait_for(lambda: "step 100" in logs(daemon, job), what="the job to train a while")
+    saved, job = training_under_way(daemon, tmp_path, gpus=0)
 
     asked = daemon.cli("checkpoint", str(job), check=True)
     assert asked.returncode == 0
@@ -144,13 +151,7 @@ def test_a_daemon_killed_during_a_checkpoint_loses_nothing(
     no daemon to see it. The restarted daemon finds the exit in the shim's record, requeues
     the job (never also running: one run at a time), and it resumes to the same result."""
     expected = uninterrupted_result(tmp_path, daemon.env)
-    saved = tmp_path / "under-gpugate"
-    saved.mkdir()
-    command = " ".join([sys.executable, str(EXAMPLE), *TRAIN_ARGS])
-    job = daemon.submit(
-        command, gpus=0, preempt="checkpoint", checkpoint_path=str(saved / "ckpt.json")
-    )
-    wait_for(lambda: "step 100" in logs(daemon, job), what="the job to train a while")
+    saved, job = training_under_way(daemon, tmp_path, gpus=0)
     daemon.cli("checkpoint", str(job), check=True)
     daemon.stop(signal.SIGKILL)
     wait_for(lambda: (saved / "ckpt.json").exists(), what="the checkpoint to be saved")
