@@ -205,3 +205,57 @@ def test_an_urgent_job_preempts_a_checkpointable_one_which_then_resumes(
     requeued = next(t.at for t in history if (t.from_state, t.to_state) == ("running", "queued"))
     restarted = [t.at for t in history if t.to_state == "starting"][1]
     assert requeued <= urgent_start <= restarted  # it yielded, then waited its turn
+
+
+def test_the_suspend_rung_frees_compute_for_an_urgent_job_then_resumes(
+    make_daemon: Callable[..., RunningDaemon],
+) -> None:
+    """A suspendable job computes at 80%; an urgent one needs 30% (80 + 30 > 90): the
+    scheduler suspends the first (its 4 GiB stay allocated), the urgent one runs, and the
+    first resumes once it is done."""
+    daemon = make_daemon(ramp_timeout_s=0.5)
+    busy = daemon.submit(
+        "gpugate sim use --mem 4GiB --util 80 && sleep 60",
+        mem_bytes=4 * GiB,
+        util_pct=80,
+        preempt="suspend",
+    )
+    daemon.wait_state(busy, "running")
+    urgent = daemon.submit(
+        "gpugate sim use --mem 4GiB --util 30 && sleep 1",
+        mem_bytes=4 * GiB,
+        util_pct=30,
+        priority=5,
+    )
+    suspended = daemon.wait_state(busy, "suspended", timeout_s=20)
+    assert f"to make room for job {urgent}" in suspended.reason
+    daemon.wait_state(urgent, "succeeded", timeout_s=30)
+    resumed = daemon.wait_state(busy, "running", timeout_s=20)
+    assert f"resumed: job {urgent} no longer waits" in resumed.reason
+    daemon.client.cancel(busy)
+
+
+def test_the_requeue_rung_stops_the_job_and_runs_it_again_afterwards(
+    make_daemon: Callable[..., RunningDaemon],
+) -> None:
+    daemon = make_daemon(ramp_timeout_s=0.5)
+    victim = daemon.submit(
+        "gpugate sim use --mem 16GiB --util 30 && sleep 60",
+        mem_bytes=16 * GiB,
+        util_pct=30,
+        preempt="requeue",
+    )
+    daemon.wait_state(victim, "running")
+    urgent = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=30, priority=5)
+    daemon.wait_state(urgent, "running", "succeeded", timeout_s=20)
+    daemon.wait_state(urgent, "succeeded", timeout_s=20)
+    wait_for(
+        lambda: [t.to_state for t in daemon.client.show(victim).history].count("starting") == 2,
+        what="the victim to start again",
+    )
+    edges = [(t.from_state, t.to_state, t.reason) for t in daemon.client.show(victim).history]
+    assert any(
+        (a, b) == ("running", "queued") and "stopped to make room" in why for a, b, why in edges
+    )
+    assert daemon.client.show(victim).job.preemptions == 1
+    daemon.client.cancel(victim)

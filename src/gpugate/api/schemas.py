@@ -85,6 +85,7 @@ class JobView(msgspec.Struct, kw_only=True, gc=False):  # no cycles: skip GC tra
     preempt: str = "never"  # what gpugate may do to it to make room
     checkpoints: int = 0  # times it checkpointed and was requeued
     oom_retries: int = 0  # times it died of GPU out-of-memory and was requeued with more
+    preemptions: int = 0  # times the scheduler made it yield for a higher-priority job
     exclusive: bool
     after: list[int]
     submitted_at: float

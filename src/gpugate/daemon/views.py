@@ -32,6 +32,7 @@ def job_view(engine: Engine, job: Job) -> api.JobView:
         preempt=job.spec.preempt.value,
         checkpoints=job.checkpoints,
         oom_retries=job.oom_retries,
+        preemptions=job.preemptions,
         exclusive=job.spec.exclusive,
         after=list(job.spec.after),
         submitted_at=job.submitted_at,

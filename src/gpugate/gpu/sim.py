@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,9 @@ def read_channel(channel: Path) -> list[_Use]:
         if use.pid and not _alive(use.pid):
             path.unlink(missing_ok=True)
             continue
-        uses.append(use)
+        if use.pid and _stopped(use.pid):
+            use = replace(use, util_pct=0.0)  # a stopped process computes nothing...
+        uses.append(use)  # ...but its memory stays allocated, as on a real device
     return uses
 
 
@@ -179,6 +181,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None  # being written, or removed under us: the next snapshot sees it
     return data if isinstance(data, dict) else None
+
+
+def _stopped(pid: int) -> bool:
+    """Is the process stopped (SIGSTOP: state T in /proc)? False where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"T"
+    except (OSError, IndexError):
+        return False
 
 
 def _alive(pid: int) -> bool:
