@@ -159,6 +159,7 @@ class Job:
     oom_retries: int = 0  # times it died of GPU out-of-memory and was requeued with more
     preemptions: int = 0  # times the scheduler preempted it (capped by the policy)
     preempted_for: int | None = None  # the job it is making room for, while preempted
+    gpu_memory_released: bool = False  # suspended through cuda-checkpoint: memory on host
 
     @property
     def is_active(self) -> bool:

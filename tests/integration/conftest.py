@@ -129,11 +129,13 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
         ramp_timeout_s: float = 60,
         max_cpu_jobs: int = 4,
         tick_fallback_s: float = 60.0,  # long: the tests must pass on events alone
+        top_config: str = "",  # more top-level keys (before the [scheduler] table)
     ) -> RunningDaemon:
         home = tmp_path / f"d{len(daemons)}"
         home.mkdir()
         (home / "config.toml").write_text(
-            FAST_CONFIG.format(
+            top_config
+            + FAST_CONFIG.format(
                 ramp_timeout_s=ramp_timeout_s,
                 max_cpu_jobs=max_cpu_jobs,
                 tick_fallback_s=tick_fallback_s,

@@ -195,3 +195,31 @@ def test_no_preemption_for_a_job_that_waits_for_something_else() -> None:
     reply = decide(*jobs, used_gib=4, policy=drain_policy)
     assert reply.drained_for == 5
     assert reply.preemptions == ()
+
+
+def test_with_cuda_checkpoint_suspend_frees_memory_too() -> None:
+    """Blocked by memory, a suspend-only job can help when suspending moves its memory to
+    host (the daemon sets suspend_releases_memory when cuda-checkpoint works)."""
+    policy = Policy(suspend_releases_memory=True)
+    reply = decide(
+        victim(1, 16, SUSPEND), job(2, mem_gib=10, priority=5), used_gib=16, policy=policy
+    )
+    assert who(reply) == [(1, SUSPEND, 2)]
+
+
+def test_a_job_whose_memory_went_to_host_resumes_only_when_it_fits_again() -> None:
+    """Job 1's 16 GiB are on the host; job 9 (10 GiB) runs: 10 + 16 > 21.6, no resume.
+    Once job 9 is gone, it fits: it resumes, and its 16 GiB are counted at once, so a
+    queued 8 GiB job does not start beside it in the same pass."""
+    released = replace(
+        victim(1, 16, SUSPEND),
+        state=JobState.SUSPENDED,
+        preempted_for=9,
+        gpu_memory_released=True,
+        peak_mem_bytes=16 * 2**30,
+    )
+    urgent_running = running(9, mem_gib=10, util_pct=30, priority=5)
+    assert decide(released, urgent_running, used_gib=10).resumes == ()
+    reply = decide(released, job(3, mem_gib=8), used_gib=0)
+    assert [v.job_id for v in reply.resumes] == [1]
+    assert reply.starts == ()

@@ -98,6 +98,8 @@ def build_loads(
         for g in gpus
     }
     for job in holders:
+        if job.gpu_memory_released:
+            continue  # suspended with its GPU memory moved to host: nothing of it is there
         for uuid in job.gpu_uuids:
             load = loads.get(uuid)
             if load is not None:

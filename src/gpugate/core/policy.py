@@ -71,6 +71,8 @@ class Policy:
     # Preemption, of jobs that allowed it at submit (--preempt), for strictly higher ones:
     preempt_min_run_s: float = 300.0  # never a job that has run less than this
     max_preemptions: int = 3  # never a job already preempted this often
+    # set by the daemon when cuda-checkpoint works: suspending then frees memory as well
+    suspend_releases_memory: bool = False
 
     def limits_for(self, uuid: str, index: int) -> GpuLimits:
         return self.per_gpu_limits.get(uuid) or self.per_gpu_limits.get(str(index)) or self.limits

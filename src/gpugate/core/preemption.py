@@ -100,7 +100,7 @@ def _score(job: Job, request: SchedulingRequest) -> tuple[int, float, int, int]:
     freed = sum(
         seen.mem_bytes
         for seen in request.usage.get(job.id, {}).values()
-        if job.spec.preempt in FREES_MEMORY
+        if frees_memory(job, request.policy)
     )
     return job.priority, lost, -freed, job.id
 
@@ -124,8 +124,8 @@ class _Scene:
         """The GPUs once ``victims`` yielded, with this pass's starts, drains and holds.
         A suspended victim stays on its GPUs with its memory: only its compute goes."""
         request = self.request
-        freed = {v.id for v in victims if v.spec.preempt in FREES_MEMORY}
-        views = [_minus(view, victims, request.usage) for view in request.gpus]
+        freed = {v.id for v in victims if frees_memory(v, request.policy)}
+        views = [_minus(view, victims, request.usage, freed) for view in request.gpus]
         kept = [job for job in self.holders if job.id not in freed]
         loads = build_loads(views, kept, request.usage, request.policy, self.ramping)
         for uuid, load in loads.items():
@@ -150,6 +150,21 @@ def _fewest_victims(waiting: Job, candidates: Sequence[Job], scene: _Scene) -> t
     return ()
 
 
+def _memory_back(job: Job, held: Sequence[GpuLoad], policy: Policy) -> bool:
+    """Room on each of its GPUs for the memory a transparently suspended job had (its
+    peak, else what it expected; unknown: an idle GPU); reserved at once if so."""
+    need = job.peak_mem_bytes or job.expected.mem_bytes
+    if need is None:
+        if not all(g.is_idle(policy) for g in held):
+            return False
+        need = max((g.mem_cap_bytes for g in held), default=0)
+    if not all(g.mem_cap_bytes - g.mem_bytes >= need for g in held):
+        return False
+    for load in held:
+        load.mem_bytes += need
+    return True
+
+
 def _memory_allows(waiting: Job, loads: Mapping[str, GpuLoad]) -> bool:
     """Could ``waiting`` fit by memory alone? If not, a stopped job (which keeps its
     memory) is no help to it. Exclusive and unknown-size jobs need idle GPUs: no help."""
@@ -160,15 +175,26 @@ def _memory_allows(waiting: Job, loads: Mapping[str, GpuLoad]) -> bool:
     return room >= waiting.spec.gpus
 
 
+def frees_memory(job: Job, policy: Policy) -> bool:
+    """Checkpoint and requeue free a job's GPU memory; suspend does only through
+    cuda-checkpoint (the daemon says whether it works here)."""
+    if job.spec.preempt is PreemptMode.SUSPEND:
+        return policy.suspend_releases_memory
+    return job.spec.preempt in FREES_MEMORY
+
+
 def _minus(
-    view: GpuView, victims: Sequence[Job], usage: Mapping[int, Mapping[str, JobUsage]]
+    view: GpuView,
+    victims: Sequence[Job],
+    usage: Mapping[int, Mapping[str, JobUsage]],
+    freed: set[int],
 ) -> GpuView:
     mem, util = view.mem_used_bytes, view.util_pct
     for victim in victims:
         seen = usage.get(victim.id, {}).get(view.uuid)
         if seen is None:
             continue
-        if victim.spec.preempt in FREES_MEMORY:
+        if victim.id in freed:
             mem -= seen.mem_bytes
         if util is not None and seen.util_pct is not None:
             util -= seen.util_pct
@@ -212,10 +238,13 @@ def resumable(
             continue  # higher-priority queued work goes first
         held = [loads[u] for u in job.gpu_uuids if u in loads]
         add = job.peak_util_pct if job.peak_util_pct is not None else job.expected.util_pct
-        alone = all(g.job_ids == [job.id] for g in held)
-        if alone or all(g.util_pct + add <= g.limits.util_headroom_pct for g in held):
-            for load in held:
-                load.util_pct += add
-            why = "no longer waits" if beneficiary is None else "was not helped by it"
-            verdicts.append(Verdict(job.id, f"resumed: job {job.preempted_for} {why}"))
+        alone = all(g.job_ids in ([job.id], []) for g in held)
+        if not (alone or all(g.util_pct + add <= g.limits.util_headroom_pct for g in held)):
+            continue
+        if job.gpu_memory_released and not _memory_back(job, held, policy):
+            continue  # its memory comes back on resume: it must fit again first
+        for load in held:
+            load.util_pct += add
+        why = "no longer waits" if beneficiary is None else "was not helped by it"
+        verdicts.append(Verdict(job.id, f"resumed: job {job.preempted_for} {why}"))
     return verdicts

@@ -8,6 +8,7 @@ Example ``config.toml`` (every key optional)::
     cancel_grace_s = 10.0
     checkpoint_grace_s = 60.0     # to save and exit 75 when asked, before being suspended
     max_oom_retries = 2           # requeue a job that died of GPU OOM with more memory, this often
+    cuda_checkpoint = "auto"      # suspend moves GPU memory to host where it works; "off"
 
     [scheduler]
     util_headroom_pct = 90
@@ -53,6 +54,7 @@ class DaemonConfig:
     cancel_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
     checkpoint_grace_s: float = 60.0  # asked to checkpoint: suspended if still running after
     max_oom_retries: int = 2  # a job that dies of GPU OOM is requeued with more, this often
+    cuda_checkpoint: str = "auto"  # transparent suspend: "auto", "off", or the binary's path
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -65,6 +67,7 @@ _TOP_KEYS = {
     "cancel_grace_s",
     "checkpoint_grace_s",
     "max_oom_retries",
+    "cuda_checkpoint",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -157,6 +160,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         cancel_grace_s=_num(flat, "cancel_grace_s", base.cancel_grace_s),
         checkpoint_grace_s=_num(flat, "checkpoint_grace_s", base.checkpoint_grace_s),
         max_oom_retries=_count(flat, "max_oom_retries", base.max_oom_retries),
+        cuda_checkpoint=str(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )

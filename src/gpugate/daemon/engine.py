@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
+
 from gpugate.core.schedule import schedule
 from gpugate.core.smoothing import UtilWindow
 from gpugate.core.types import Drain, GpuView, Preemption, SchedulingReply, SchedulingRequest
@@ -25,6 +27,7 @@ from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, PreemptMo
 from gpugate.oom import oom_evidence, raised_expectation
 from gpugate.preempt import CHECKPOINT_ENV, PREEMPT_FILE_ENV, REQUEUE_EXIT_CODE, RESUME_ENV
 from gpugate.runner.base import ExitRecord, LaunchError, Runner
+from gpugate.runner.cuda_checkpoint import CudaCheckpoint
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE, session_of
 from gpugate.states import JobState
 from gpugate.store.base import Store
@@ -47,6 +50,9 @@ class Engine:
         session_of: Callable[[int], int | None] = session_of,
     ) -> None:
         self.store, self.runner, self.monitor = store, runner, monitor
+        self.cuda_checkpoint = CudaCheckpoint.from_setting(config.cuda_checkpoint)
+        releases = self.cuda_checkpoint is not None  # then suspending frees memory too
+        config = replace(config, policy=replace(config.policy, suspend_releases_memory=releases))
         self.config, self.paths, self.clock = config, paths, clock
         self.session_of = session_of
         self.active: dict[int, Job] = {j.id: j for j in store.active()}
@@ -62,6 +68,7 @@ class Engine:
         self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
         self.kill_at: dict[int, float] = {}  # job id -> when its SIGKILL is due
         self.checkpoint_due: dict[int, float] = {}  # job id -> end of its checkpoint grace
+        self.released_pids: dict[int, list[int]] = {}  # job -> its processes on host memory
         self.exited: set[int] = set()  # jobs whose process signalled an exit
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
@@ -325,21 +332,68 @@ class Engine:
         return asked
 
     def suspend(self, job: Job, now: float, why: str) -> Job:
-        """SIGSTOP to the job's group: its compute is freed, its GPU memory is not."""
+        """SIGSTOP to the job's group: its compute is freed. Its GPU memory too where
+        cuda-checkpoint works: each of its GPU processes is toggled to host memory first
+        (while it runs: the toggle needs the process's own restore thread)."""
+        released, why = self._release_memory(job, why)
         # a suspended job is no longer being asked: the next request starts afresh, and
         # preemption is not held back by a request it will never answer while stopped
-        moved, edge = advance(job, JobState.SUSPENDED, now, why, checkpoint_requested_at=None)
+        moved, edge = advance(
+            job,
+            JobState.SUSPENDED,
+            now,
+            why,
+            checkpoint_requested_at=None,
+            gpu_memory_released=released,
+        )
         self._commit([(moved, edge)])
         self.runner.signal(moved, signal.SIGSTOP)
+        if released:
+            self._forget_usage(job.id)
         return moved
 
     def resume(self, job: Job, now: float, why: str) -> Job:
+        """SIGCONT, then (if its memory was moved to host) the toggle back to the GPU."""
+        self.runner.signal(job, signal.SIGCONT)
+        if job.gpu_memory_released and self.cuda_checkpoint is not None:
+            # after a restart the pids are not known any more: every process of the job
+            pids = self.released_pids.pop(job.id, None) or self._session_pids(job)
+            errors = [e for e in self.cuda_checkpoint.toggle(pids).values() if e]
+            if errors:
+                why = f"{why}; cuda-checkpoint restore failed: {'; '.join(errors)}"
         moved, edge = advance(
-            job, JobState.RUNNING, now, why, preempted_for=None, checkpoint_requested_at=None
+            job,
+            JobState.RUNNING,
+            now,
+            why,
+            preempted_for=None,
+            checkpoint_requested_at=None,
+            gpu_memory_released=False,
         )
         self._commit([(moved, edge)])
-        self.runner.signal(moved, signal.SIGCONT)
         return moved
+
+    def _release_memory(self, job: Job, why: str) -> tuple[bool, str]:
+        """Move the job's GPU memory to host memory (cuda-checkpoint), if possible."""
+        pids = self._gpu_pids(job.id)
+        if self.cuda_checkpoint is None or not pids or not job.spec.gpus:
+            return False, f"{why} (GPU memory kept)"
+        results = self.cuda_checkpoint.toggle(pids)
+        errors = [e for e in results.values() if e]
+        if errors:
+            self.cuda_checkpoint.toggle(p for p, e in results.items() if e is None)  # undo
+            return False, f"{why} (cuda-checkpoint failed: {'; '.join(errors)}; GPU memory kept)"
+        self.released_pids[job.id] = pids
+        return True, f"{why} (GPU memory moved to host memory by cuda-checkpoint)"
+
+    def _session_pids(self, job: Job) -> list[int]:
+        if job.pid is None:
+            return []
+        return sorted(p.pid for p in psutil.process_iter() if self.session_of(p.pid) == job.pid)
+
+    def _gpu_pids(self, job_id: int) -> list[int]:
+        """The job's processes seen on a GPU at the last sample."""
+        return sorted(pid for pid, owner in self.pid_owner.items() if owner == job_id)
 
     def preempt_file(self, job_id: int) -> Path:
         return self.paths.job_dir(job_id) / PREEMPT_FILE

@@ -118,12 +118,18 @@ _V5_PREEMPTED = _sql(
     "ALTER TABLE jobs ADD COLUMN preempted_for INTEGER",
 )
 
+# Transparent suspend: whether a suspended job's GPU memory was moved to host memory.
+_V6_MEMORY_RELEASED = _sql(
+    "ALTER TABLE jobs ADD COLUMN gpu_memory_released INTEGER NOT NULL DEFAULT 0"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_CREATE_TABLES,
     _V2_EXPECTED_RUN_TIME,
     _V3_PREEMPTION,
     _V4_OOM_RETRIES,
     _V5_PREEMPTED,
+    _V6_MEMORY_RELEASED,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

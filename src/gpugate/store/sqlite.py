@@ -48,7 +48,7 @@ _OWN_COLUMNS = (
 _PLAIN_JOB_FIELDS = (
     "reason", "pid", "pid_start_time", "started_at", "ramped_at", "ended_at", "exit_code",
     "peak_mem_bytes", "peak_util_pct", "queued_at", "checkpoint_requested_at", "checkpoints",
-    "oom_retries", "preemptions", "preempted_for",
+    "oom_retries", "preemptions", "preempted_for", "gpu_memory_released",
 )
 # fmt: on
 _JOB_COLUMNS = ("id", *_SPEC_COLUMNS, *_OWN_COLUMNS, *_PLAIN_JOB_FIELDS)
@@ -179,6 +179,8 @@ def _job_from_row(row: tuple[Any, ...]) -> Job:
     Unpacked by position, not through a dict per row: that made active() twice as slow.
     """
     state, priority, submitted_at, mem_bytes, util_pct, source, run_s, uuids, cancel = row[_OWN]
+    plain = dict(zip(_PLAIN_JOB_FIELDS, row[_PLAIN], strict=True))
+    plain["gpu_memory_released"] = bool(plain["gpu_memory_released"])  # stored as 0/1
     return Job(
         id=row[0],
         spec=_spec_from_row(row[_SPEC]),
@@ -188,7 +190,7 @@ def _job_from_row(row: tuple[Any, ...]) -> Job:
         expected=Expectation(mem_bytes, util_pct, ExpectationSource(source), run_s),
         gpu_uuids=_tuple_from_json(uuids),
         cancel_requested=bool(cancel),
-        **dict(zip(_PLAIN_JOB_FIELDS, row[_PLAIN], strict=True)),
+        **plain,
     )
 
 
