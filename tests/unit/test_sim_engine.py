@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import pytest
 
+from gpugate.model import PreemptMode
 from gpugate.sim.engine import JobRecord, Outcome, SimConfig, SimResult, Simulation
 from gpugate.sim.interference import FITTED, NONE
 from gpugate.sim.job import SimJob
@@ -445,3 +446,32 @@ def test_completed_runs_teach_the_history_of_later_submissions() -> None:
     result = sim.run()
     assert spans(result)[3] == (1000, 1100) and spans(result)[4] == (1100, 1200)
     assert sim.history.expected_run_s("a") == pytest.approx(100.0)  # 100, 300 and 100
+
+
+# --- preemption ------------------------------------------------------------------------------
+def test_a_checkpointing_job_yields_to_an_urgent_one_and_finishes_what_it_had_left() -> None:
+    """Job 0 (priority 0, 16 GiB, 1000 s) runs from 0; job 1 (priority 5, 10 GiB, 100 s)
+    arrives at 400 and does not fit beside it. Job 0 has run 400 s (past the 300 s
+    minimum): asked to checkpoint, it saves for 60 s and yields at 460 with 600 s of work
+    left, plus 60 s to restore. Job 1 runs [460, 560); job 0 then [560, 1220)."""
+    jobs = [
+        sim_job(0, 0, 1000, mem_gib=16, priority=0),
+        sim_job(1, 400, 100, mem_gib=10, priority=5),
+    ]
+    config = SimConfig(1, 24 * GiB, preempt=PreemptMode.CHECKPOINT, checkpoint_s=60.0)
+    result = Simulation(jobs, POLICIES["gpugate"][0], NONE, config).run()
+    records = by_id(result)
+    assert spans(result)[1] == (460, 560)
+    assert (records[0].first_start_s, records[0].start_s, records[0].end_s) == (0, 560, 1220)
+
+
+def test_nothing_is_preempted_when_jobs_do_not_allow_it_or_for_the_fifo_peers() -> None:
+    jobs = [
+        sim_job(0, 0, 1000, mem_gib=16, priority=0),
+        sim_job(1, 400, 100, mem_gib=10, priority=5),
+    ]
+    never = Simulation(jobs, POLICIES["gpugate"][0], NONE, SimConfig(1, 24 * GiB)).run()
+    assert spans(never)[1] == (1000, 1100)
+    allowed = SimConfig(1, 24 * GiB, preempt=PreemptMode.CHECKPOINT)
+    peer = Simulation(jobs, policy_named("memory-only-backfill"), NONE, allowed).run()
+    assert spans(peer)[1] == (1000, 1100)

@@ -47,6 +47,15 @@ def add_simulation_options(p: argparse.ArgumentParser, size: Any) -> None:
     p.add_argument(
         "--real-util", type=float, default=1.0, help="fraction of declared util jobs really use"
     )
+    p.add_argument(
+        "--preempt",
+        choices=("never", "checkpoint", "requeue"),
+        default="never",
+        help="what every job allows (default never): checkpoint saves, requeue restarts",
+    )
+    p.add_argument(
+        "--checkpoint-s", type=float, default=60.0, help="a checkpoint's save (and restore) time"
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -86,6 +95,8 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
         seeds=tuple(range(args.seed, args.seed + args.seeds)),
         interference=args.interference,
         real_util=args.real_util,
+        preempt=args.preempt,
+        checkpoint_s=args.checkpoint_s,
     )
 
 
@@ -103,6 +114,8 @@ def _check_ranges(args: argparse.Namespace) -> None:
         problems.append("--real-util must be in (0, 1]")
     if args.last_days is not None and args.last_days <= 0:
         problems.append("--last-days must be positive")
+    if not (math.isfinite(args.checkpoint_s) and args.checkpoint_s >= 0):
+        problems.append("--checkpoint-s must be a number >= 0")
     if args.last_days is not None and args.days is not None:
         problems.append("give --last-days or --days, not both")
     if problems:

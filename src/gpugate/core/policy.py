@@ -69,6 +69,7 @@ class Policy:
     idle_mem_pct: float = 10.0  # a GPU counts as idle (for exclusive/unknown-size jobs)
     max_cpu_jobs: int | None = None  # CPU-only jobs running at once; None: no limit
     # Preemption, of jobs that allowed it at submit (--preempt), for strictly higher ones:
+    preemption: bool = True  # off: nothing is ever preempted (the FIFO peers)
     preempt_min_run_s: float = 300.0  # never a job that has run less than this
     max_preemptions: int = 3  # never a job already preempted this often
     # set by the daemon when cuda-checkpoint works: suspending then frees memory as well

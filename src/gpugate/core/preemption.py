@@ -30,7 +30,7 @@ from gpugate.core.admission import FIT_CHECKS
 from gpugate.core.load import GpuLoad, build_loads, reserve
 from gpugate.core.placement import place
 from gpugate.core.policy import Policy
-from gpugate.core.types import GpuView, Preemption, SchedulingRequest, Verdict
+from gpugate.core.types import Drain, GpuView, Preemption, SchedulingRequest, Verdict
 from gpugate.model import Job, JobUsage, PreemptMode
 from gpugate.states import JobState
 
@@ -47,20 +47,26 @@ def choose_preemptions(
     refused: Sequence[Job],
     started_now: Sequence[tuple[Job, Sequence[str]]],
     pass_loads: Mapping[str, GpuLoad],
-) -> tuple[Preemption, ...]:
-    """The victims for the highest-ranked refused job that some can make room for."""
+) -> tuple[tuple[Preemption, ...], Drain | None]:
+    """The victims for the highest-ranked refused job that some can make room for, and
+    the drain that keeps the room for it: the GPUs it will get are kept free of anything
+    new until it starts (a higher-ranked job, e.g. a shorter one of lower priority, would
+    otherwise take the room, and the victims would have yielded for nothing)."""
     if preemption_under_way(request.jobs):
-        return ()
+        # keep the room for the job the victims are yielding to, until it starts
+        kept = request.drain
+        still_waiting = kept is not None and any(j.id == kept.job_id for j in refused)
+        return (), kept if still_waiting else None
+    scene = _Scene(request, holders, ramping, started_now, pass_loads)
     for waiting in refused[:MAX_WAITERS]:
         candidates = _candidates(waiting, holders, request)
         if not candidates:
             continue
-        victims = _fewest_victims(
-            waiting, candidates, _Scene(request, holders, ramping, started_now, pass_loads)
-        )
+        victims, gpus = _fewest_victims(waiting, candidates, scene)
         if victims:
-            return tuple(_preemption(v, waiting, request.now) for v in victims)
-    return ()
+            orders = tuple(_preemption(v, waiting, request.now) for v in victims)
+            return orders, Drain(waiting.id, gpus)
+    return (), None
 
 
 def preemption_under_way(jobs: Sequence[Job]) -> bool:
@@ -115,10 +121,12 @@ class _Scene:
     started_now: Sequence[tuple[Job, Sequence[str]]]
     pass_loads: Mapping[str, GpuLoad]  # for the drains and holds this pass made
 
-    def fits_without(self, waiting: Job, victims: Sequence[Job]) -> bool:
+    def placed_without(self, waiting: Job, victims: Sequence[Job]) -> tuple[str, ...]:
+        """The GPUs ``waiting`` would get once ``victims`` yielded; empty if none."""
         loads = self.loads_without(victims)
         policy = self.request.policy
-        return bool(place(waiting, loads.values(), FIT_CHECKS[policy.admission], policy))
+        chosen = place(waiting, loads.values(), FIT_CHECKS[policy.admission], policy)
+        return tuple(load.view.uuid for load in chosen)
 
     def loads_without(self, victims: Sequence[Job]) -> dict[str, GpuLoad]:
         """The GPUs once ``victims`` yielded, with this pass's starts, drains and holds.
@@ -140,14 +148,18 @@ class _Scene:
         return loads
 
 
-def _fewest_victims(waiting: Job, candidates: Sequence[Job], scene: _Scene) -> tuple[Job, ...]:
-    if scene.fits_without(waiting, ()):
-        return ()  # it waits for something preemption does not change (a drain, a hold)
+def _fewest_victims(
+    waiting: Job, candidates: Sequence[Job], scene: _Scene
+) -> tuple[tuple[Job, ...], tuple[str, ...]]:
+    """The fewest victims that make room, and the GPUs ``waiting`` would then get."""
+    if scene.placed_without(waiting, ()):
+        return (), ()  # it waits for something preemption does not change (a drain, a hold)
     for count in range(1, min(MAX_VICTIMS, len(candidates)) + 1):
         for victims in itertools.combinations(candidates, count):
-            if scene.fits_without(waiting, victims):
-                return victims
-    return ()
+            gpus = scene.placed_without(waiting, victims)
+            if gpus:
+                return victims, gpus
+    return (), ()
 
 
 def _memory_back(job: Job, held: Sequence[GpuLoad], policy: Policy) -> bool:

@@ -64,7 +64,8 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     free_at = _expected_free_at(holders, request.now)
     gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, free_at, request, waiting)
     starts += gpu_starts
-    preemptions = _preemptions(request, holders, ramping, gpu_jobs, gpu_starts, loads)
+    preemptions, kept_for = _preemptions(request, holders, ramping, gpu_jobs, gpu_starts, loads)
+    drain = kept_for or drain
     return SchedulingReply(
         starts=tuple(starts),
         waiting=waiting,
@@ -110,14 +111,16 @@ def _preemptions(
     gpu_jobs: Sequence[Job],
     gpu_starts: Sequence[Start],
     loads: dict[str, GpuLoad],
-) -> tuple[Preemption, ...]:
+) -> tuple[tuple[Preemption, ...], Drain | None]:
     """Only when some running job allowed preemption and some GPU job still waits."""
+    if not request.policy.preemption:
+        return (), None
     if not any(h.spec.preempt is not PreemptMode.NEVER for h in holders):
-        return ()
+        return (), None
     started = {s.job_id: s.gpu_uuids for s in gpu_starts}
     refused = [j for j in gpu_jobs if j.id not in started]
     if not refused:
-        return ()
+        return (), None
     started_now = [(j, started[j.id]) for j in gpu_jobs if j.id in started]
     return choose_preemptions(request, holders, ramping, refused, started_now, loads)
 

@@ -19,9 +19,9 @@ from gpugate.core.expectation import expected_use
 from gpugate.core.limits import never_fits
 from gpugate.core.policy import Policy
 from gpugate.core.schedule import schedule
-from gpugate.core.types import Drain, SchedulingReply, SchedulingRequest
+from gpugate.core.types import Drain, Preemption, SchedulingReply, SchedulingRequest
 from gpugate.lifecycle import advance
-from gpugate.model import Job, JobSpec
+from gpugate.model import Job, JobSpec, PreemptMode
 from gpugate.sim.history import PriorRun, RunHistory
 from gpugate.sim.job import SimJob
 from gpugate.sim.machine import Interference, Placed, SimMachine
@@ -35,9 +35,10 @@ class Kind(IntEnum):
     """Events of one instant run in this order: ends free room before anything asks."""
 
     END = 0
-    ALLOCATE = 1
-    ARRIVE = 2
-    WAKE = 3  # a time-based decision (ramp window, backfill bound) is due
+    YIELD = 1  # a job asked to checkpoint has saved: it leaves its GPUs, requeued
+    ALLOCATE = 2
+    ARRIVE = 3
+    WAKE = 4  # a time-based decision (ramp window, backfill bound) is due
 
 
 class Outcome:
@@ -97,6 +98,9 @@ class SimConfig:
     n_gpus: int = 8
     gpu_mem_bytes: int = DEFAULT_GPU_MEM_BYTES
     max_oom_retries: int = 3  # a crashed job is resubmitted (as its user would) this often
+    # what every job allows at submit (--preempt): never, or checkpoint (requeue: from scratch)
+    preempt: PreemptMode = PreemptMode.NEVER
+    checkpoint_s: float = 60.0  # a checkpointing job saves this long, and restores as long
 
 
 class Simulation:
@@ -130,6 +134,7 @@ class Simulation:
         self._seq = 0
         self._wake_at: float | None = None
         self._drain: Drain | None = None
+        self.work_left: dict[int, float] = {}  # solo seconds left of a preempted job's run
         self.passes = 0
         self.ended = 0
         for job in jobs:
@@ -166,6 +171,10 @@ class Simulation:
             placed = self.machine.placed.get(job_id)
             if placed is not None and placed.run == version:
                 self._allocate(job_id, now)
+        elif kind is Kind.YIELD:
+            placed = self.machine.placed.get(job_id)
+            if placed is not None and placed.run == version:
+                self._yield(job_id, now)
         elif kind is Kind.END:
             placed = self.machine.placed.get(job_id)
             if placed is not None and placed.version == version:
@@ -174,7 +183,7 @@ class Simulation:
 
     # ------------------------------------------------------------------------- events
     def _arrive(self, sim_job: SimJob, now: float) -> None:
-        job = _as_gpugate_job(sim_job, self._expected_run_s(sim_job))
+        job = _as_gpugate_job(sim_job, self._expected_run_s(sim_job), preempt=self.config.preempt)
         if never_fits(job.spec.gpus, job.expected, self.machine.views(), self.policy):
             self._finish_record(sim_job.id, now, Outcome.REFUSED)
             return
@@ -188,6 +197,7 @@ class Simulation:
             self._crash_oom(job_id, now)
 
     def _complete(self, job_id: int, now: float) -> None:
+        self.work_left.pop(job_id, None)  # it ended while saving: nothing to resume
         self._reschedule_ends(self.machine.remove(job_id, now))
         job = self.active.pop(job_id)
         advance(job, JobState.SUCCEEDED, now, "exited 0")  # checks the edge is legal
@@ -211,7 +221,9 @@ class Simulation:
             return
         # resubmitted at once, as its user (or a retry wrapper) would: back of its class
         sim_job = self.jobs[job_id]
-        self.active[job_id] = _as_gpugate_job(sim_job, self._expected_run_s(sim_job), now)
+        self.active[job_id] = _as_gpugate_job(
+            sim_job, self._expected_run_s(sim_job), now, preempt=self.config.preempt
+        )
 
     def _finish_record(self, job_id: int, now: float, outcome: str) -> None:
         record = self.records[job_id]
@@ -251,6 +263,8 @@ class Simulation:
             )
         for start in reply.starts:
             self._start(start.job_id, start.gpu_uuids, start.reason, now)
+        for order in reply.preemptions:
+            self._preempt(order, now)
         wake = reply.next_decision_at
         if wake is not None and wake != self._wake_at:
             self._wake_at = wake
@@ -259,17 +273,57 @@ class Simulation:
     def _start(self, job_id: int, uuids: tuple[str, ...], reason: str, now: float) -> None:
         job = self.active[job_id]
         self.active[job_id], _ = advance(
-            job, JobState.STARTING, now, reason, gpu_uuids=uuids, started_at=now
+            job,
+            JobState.STARTING,
+            now,
+            reason,
+            gpu_uuids=uuids,
+            started_at=now,
+            preempted_for=None,
         )
         record = self.records[job_id]
         if record.first_start_s is None:
             record.first_start_s = now
         record.start_s = now
         sim_job = self.jobs[job_id]
-        placed = self.machine.start(sim_job, uuids, now)
+        placed = self.machine.start(sim_job, uuids, now, self.work_left.pop(job_id, None))
         self._push(placed.ends_at, Kind.END, job_id, placed.version)
         if sim_job.ramp_s < sim_job.run_s:  # a job shorter than its ramp never allocates
             self._push(now + sim_job.ramp_s, Kind.ALLOCATE, job_id, placed.run)
+
+    def _preempt(self, order: Preemption, now: float) -> None:
+        """Checkpoint: the job saves for ``checkpoint_s`` (still on its GPUs), then yields
+        and is requeued with the work it had left plus as long again to restore. Requeue:
+        it yields at once and starts again from scratch."""
+        job = self.active[order.job_id]
+        self.active[job.id] = dataclasses.replace(
+            job,
+            checkpoint_requested_at=now,
+            preempted_for=order.for_job,
+            preemptions=job.preemptions + 1,
+        )
+        placed = self.machine.placed[job.id]
+        save_s = 0.0
+        if order.how is PreemptMode.CHECKPOINT:
+            # what is saved is the work done until now; saving and restoring cost time
+            save_s = self.config.checkpoint_s
+            placed.advance_to(now)
+            self.work_left[job.id] = placed.work_left_s + save_s
+        self._push(now + save_s, Kind.YIELD, job.id, placed.run)
+
+    def _yield(self, job_id: int, now: float) -> None:
+        job = self.active[job_id]
+        self._reschedule_ends(self.machine.remove(job_id, now))
+        self.active[job_id], _ = advance(
+            job,
+            JobState.QUEUED,
+            now,
+            "checkpointed and requeued",
+            checkpoint_requested_at=None,
+            gpu_uuids=(),
+            started_at=None,
+            ramped_at=None,
+        )
 
     def _sample(self, now: float) -> None:
         line = self.timeline
@@ -281,10 +335,16 @@ class Simulation:
         line.running.append(running)
 
 
-def _as_gpugate_job(sim_job: SimJob, run_s: float | None, queued_at: float | None = None) -> Job:
+def _as_gpugate_job(
+    sim_job: SimJob,
+    run_s: float | None,
+    queued_at: float | None = None,
+    preempt: PreemptMode = PreemptMode.NEVER,
+) -> Job:
     """The job as the daemon would store it right after ``gpugate submit``, expected to
     run ``run_s`` (None: never seen succeed)."""
     spec = JobSpec(
+        preempt=preempt,
         command=sim_job.submitted_command,
         cwd="/",
         gpus=sim_job.gpus,

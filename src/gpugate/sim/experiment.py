@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from gpugate.core.policy import Policy
+from gpugate.model import PreemptMode
 from gpugate.sim.alibaba import is_alibaba_trace
 from gpugate.sim.csvio import WorkloadError
 from gpugate.sim.engine import SimConfig, SimResult, Simulation
@@ -59,6 +60,8 @@ class Experiment:
     interference: str = "fitted"
     real_util: float = 1.0  # jobs really use this fraction of the utilization they declare
     max_oom_retries: int = 3
+    preempt: str = "never"  # what every job allows: never, checkpoint or requeue
+    checkpoint_s: float = 60.0  # a checkpointing job's save (and, again, restore) time
 
     def describe(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -116,7 +119,13 @@ def run_experiment(exp: Experiment, progress: RunProgress | None = None) -> Comp
         raise ValueError(f"unknown interference model {exp.interference!r}: fitted or none")
     policies = [(name, policy_named(name)) for name in exp.policies]  # fail before any work
     workloads = {seed: build_workload(exp, seed) for seed in exp.seeds}
-    config = SimConfig(exp.n_gpus, exp.gpu_mem_bytes, exp.max_oom_retries)
+    config = SimConfig(
+        exp.n_gpus,
+        exp.gpu_mem_bytes,
+        exp.max_oom_retries,
+        preempt=PreemptMode(exp.preempt),
+        checkpoint_s=exp.checkpoint_s,
+    )
     summaries: list[Summary] = []
     first_runs: dict[str, SimResult] = {}
     for name, policy in policies:

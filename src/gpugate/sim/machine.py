@@ -107,10 +107,14 @@ class SimMachine:
         self._usage = None
 
     # ------------------------------------------------------------------------- changes
-    def start(self, job: SimJob, uuids: Sequence[str], now: float) -> Placed:
+    def start(
+        self, job: SimJob, uuids: Sequence[str], now: float, work_s: float | None = None
+    ) -> Placed:
+        """``work_s``: solo seconds to do (a resumed job's remainder); default its run."""
         gpus = tuple(self.by_uuid[u].index for u in uuids)
         version = next(self._versions)
-        placed = Placed(job, gpus, now, job.run_s, now, version=version, run=version)
+        work = job.run_s if work_s is None else work_s
+        placed = Placed(job, gpus, now, work, now, version=version, run=version)
         self._forget_views()
         self.placed[job.id] = placed
         for i in gpus:

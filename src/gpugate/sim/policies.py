@@ -7,12 +7,9 @@ from dataclasses import replace
 
 from gpugate.core.policy import Admission, GpuLimits, Policy, QueueOrder
 
-_WHOLE = Policy(
-    admission=Admission.WHOLE_GPU, order=QueueOrder.FIFO, aging_per_hour=0.0, hold_for_head=False
-)
-_MEMORY = Policy(
-    admission=Admission.MEMORY_ONLY, order=QueueOrder.FIFO, aging_per_hour=0.0, hold_for_head=False
-)
+_PEER = Policy(order=QueueOrder.FIFO, aging_per_hour=0.0, hold_for_head=False, preemption=False)
+_WHOLE = replace(_PEER, admission=Admission.WHOLE_GPU)
+_MEMORY = replace(_PEER, admission=Admission.MEMORY_ONLY)
 _GPUGATE = Policy()
 NO_SHARE_LINE = GpuLimits(share_util_pct=100.0)  # co-locate up to the headroom line
 BOUND_S = 1800.0  # the backfill bound of the *-bounded variants
