@@ -11,7 +11,7 @@ import pytest
 
 from gpugate.core.policy import Policy
 from gpugate.core.schedule import schedule
-from gpugate.core.types import SchedulingReply
+from gpugate.core.types import Drain, SchedulingReply
 from gpugate.model import Job, PreemptMode
 from gpugate.states import JobState
 from tests.unit.factories import gpu, job, request, running, seen
@@ -223,3 +223,14 @@ def test_a_job_whose_memory_went_to_host_resumes_only_when_it_fits_again() -> No
     reply = decide(released, job(3, mem_gib=8), used_gib=0)
     assert [v.job_id for v in reply.resumes] == [1]
     assert reply.starts == ()
+
+
+def test_the_room_made_for_a_job_is_kept_until_it_starts() -> None:
+    """Job 1 is saving to make room for job 9 on GPU0 (the last pass's drain). Job 9 does
+    not fit yet; job 5, which would fit now, must not take the room."""
+    saving = replace(victim(1, 16), checkpoint_requested_at=NOW - 5, preempted_for=9)
+    jobs = [saving, job(9, mem_gib=10, priority=5), job(5, mem_gib=4)]
+    reply = decide(*jobs, used_gib=16, drain=Drain(9, ("GPU-0",)))
+    assert reply.starts == ()
+    assert reply.drain == Drain(9, ("GPU-0",))
+    assert "kept free for job 9" in reply.waiting[5]

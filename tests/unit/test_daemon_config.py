@@ -68,3 +68,18 @@ def test_bad_values_are_refused_with_the_key_named(tmp_path: Path, line: str, me
 def test_an_infinite_backfill_bound_stays_allowed(tmp_path: Path) -> None:
     policy = load_config(config_file(tmp_path, "[scheduler]\nmax_head_wait_s = inf\n")).policy
     assert policy.max_head_wait_s == float("inf")
+
+
+@pytest.mark.parametrize("value", ['"OFF"', '""', "false", '"/no/such/cuda-checkpoint"'])
+def test_cuda_checkpoint_must_be_auto_off_or_an_executable(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="cuda_checkpoint must be"):
+        load_config(config_file(tmp_path, f"cuda_checkpoint = {value}\n"))
+
+
+def test_cuda_checkpoint_accepts_an_executable_path(tmp_path: Path) -> None:
+    binary = tmp_path / "cuda-checkpoint"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert load_config(
+        config_file(tmp_path, f'cuda_checkpoint = "{binary}"\n')
+    ).cuda_checkpoint == str(binary)

@@ -242,6 +242,8 @@ def resumable(
     by_id = {j.id: j for j in queued}
     verdicts = []
     for job in sorted(suspended, key=lambda j: (-j.priority, j.id)):
+        if job.cancel_requested:
+            continue  # it is being stopped for good: nothing to bring back
         beneficiary = by_id.get(job.preempted_for) if job.preempted_for is not None else None
         if beneficiary is not None and _memory_allows(beneficiary, loads):
             continue  # it waits for the compute this job freed (the utilization mean lags)
@@ -249,6 +251,8 @@ def resumable(
         if any(j.priority > job.priority for j in others):
             continue  # higher-priority queued work goes first
         held = [loads[u] for u in job.gpu_uuids if u in loads]
+        if any(g.exclusive_job not in (None, job.id) or g.whole_job is not None for g in held):
+            continue  # a job took its GPU to itself meanwhile
         add = job.peak_util_pct if job.peak_util_pct is not None else job.expected.util_pct
         alone = all(g.job_ids in ([job.id], []) for g in held)
         if not (alone or all(g.util_pct + add <= g.limits.util_headroom_pct for g in held)):

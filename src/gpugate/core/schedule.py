@@ -285,7 +285,7 @@ def _start_gpu_jobs(
             moment.refuse((job,), waiting)
             if head is None:
                 head = job
-                if _past_backfill_bound(job, request):
+                if _past_backfill_bound(job, request) or _room_kept_for(job, request):
                     waiting.note(job, _Suffixed(moment.writer, _STOPPED_FOR_HEAD))
                     moment.ends()
                     drain = _drain_for(job, loads, request.drain)
@@ -420,6 +420,15 @@ def _drained_job_first(jobs: Sequence[Job], drain: Drain | None) -> Sequence[Job
         if job.id == drain.job_id:
             return [job, *jobs[:index], *jobs[index + 1 :]]
     return jobs
+
+
+def _room_kept_for(job: Job, request: SchedulingRequest) -> bool:
+    """Is ``job`` the one running jobs are yielding to (preemption)? Then the GPUs it will
+    get are kept free of anything new until it starts, like a drain."""
+    kept = request.drain
+    if kept is None or kept.job_id != job.id:
+        return False
+    return any(j.preempted_for == job.id for j in request.jobs)
 
 
 def _past_backfill_bound(job: Job, request: SchedulingRequest) -> bool:

@@ -160,7 +160,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         cancel_grace_s=_num(flat, "cancel_grace_s", base.cancel_grace_s),
         checkpoint_grace_s=_num(flat, "checkpoint_grace_s", base.checkpoint_grace_s),
         max_oom_retries=_count(flat, "max_oom_retries", base.max_oom_retries),
-        cuda_checkpoint=str(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
+        cuda_checkpoint=_cuda_checkpoint(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )
@@ -180,6 +180,17 @@ def _pct(flat: dict[str, Any], key: str, default: float) -> float:
     if not 0 < value <= 100:
         raise ConfigError(f"{key} must be a percentage in (0, 100], not {value!r}")
     return value
+
+
+def _cuda_checkpoint(value: Any) -> str:
+    """``"auto"``, ``"off"``, or the path of an executable cuda-checkpoint."""
+    if value in ("auto", "off"):
+        return str(value)
+    if isinstance(value, str) and os.path.isfile(value) and os.access(value, os.X_OK):
+        return value
+    raise ConfigError(
+        f'cuda_checkpoint must be "auto", "off" or the path of an executable, not {value!r}'
+    )
 
 
 def _count(flat: dict[str, Any], key: str, default: int) -> int:

@@ -269,6 +269,7 @@ class Engine:
             at,
             why,
             checkpoint_requested_at=None,
+            gpu_memory_released=False,
             gpu_uuids=(),
             pid=None,
             pid_start_time=None,
@@ -331,11 +332,15 @@ class Engine:
         self.checkpoint_due[job.id] = now + self.config.checkpoint_grace_s
         return asked
 
-    def suspend(self, job: Job, now: float, why: str) -> Job:
-        """SIGSTOP to the job's group: its compute is freed. Its GPU memory too where
-        cuda-checkpoint works: each of its GPU processes is toggled to host memory first
-        (while it runs: the toggle needs the process's own restore thread)."""
-        released, why = self._release_memory(job, why)
+    def suspend(self, job: Job, now: float, why: str, release: bool = True) -> Job:
+        """SIGSTOP to the job's group: its compute is freed. Its GPU memory too, when the
+        scheduler suspends it and cuda-checkpoint works: each of its GPU processes is
+        toggled to host memory first (while it runs: the toggle needs the process's own
+        restore thread). A user's suspend keeps the memory (``release=False``): a user's
+        resume then never has to find room for it."""
+        released, why = (
+            self._release_memory(job, why) if release else (False, f"{why} (GPU memory kept)")
+        )
         # a suspended job is no longer being asked: the next request starts afresh, and
         # preemption is not held back by a request it will never answer while stopped
         moved, edge = advance(
@@ -357,10 +362,16 @@ class Engine:
         self.runner.signal(job, signal.SIGCONT)
         if job.gpu_memory_released and self.cuda_checkpoint is not None:
             # after a restart the pids are not known any more: every process of the job
-            pids = self.released_pids.pop(job.id, None) or self._session_pids(job)
+            pids = self.released_pids.get(job.id) or self._session_pids(job)
             errors = [e for e in self.cuda_checkpoint.toggle(pids).values() if e]
+            if errors and len(errors) == len(pids):  # nothing came back: stay suspended
+                self.runner.signal(job, signal.SIGSTOP)
+                stays = replace(job, reason=f"resume failed, still suspended: {errors[0]}")
+                self._commit([(stays, _note(stays, now))])
+                return stays
             if errors:
-                why = f"{why}; cuda-checkpoint restore failed: {'; '.join(errors)}"
+                why = f"{why}; cuda-checkpoint: {'; '.join(errors)}"
+            self.released_pids.pop(job.id, None)
         moved, edge = advance(
             job,
             JobState.RUNNING,
@@ -533,6 +544,7 @@ class Engine:
                 self.reasons.pop(job.id, None)
                 self.kill_at.pop(job.id, None)
                 self.checkpoint_due.pop(job.id, None)
+                self.released_pids.pop(job.id, None)
                 ended.append(job)
             else:
                 self.active[job.id] = job

@@ -153,7 +153,8 @@ class Service:
         """SIGSTOP to a running job's process group: its compute is freed at once, its
         GPU memory is not (admission keeps counting it; ``ls`` says so)."""
         job = self._running(job_id, "suspend")
-        moved = self.engine.suspend(job, self.engine.clock(), "suspended by user: GPU memory kept")
+        now = self.engine.clock()
+        moved = self.engine.suspend(job, now, "suspended by user", release=False)
         self.wake()
         return moved
 

@@ -212,6 +212,7 @@ class Simulation:
         return self.history.expected_run_s(sim_job.submitted_command)
 
     def _crash_oom(self, job_id: int, now: float) -> None:
+        self.work_left.pop(job_id, None)  # crashed while saving: the save is lost too
         job = self.active.pop(job_id)
         advance(job, JobState.FAILED, now, "CUDA out of memory")
         record = self.records[job_id]
