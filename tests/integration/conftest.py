@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gpugate.client import Client, DaemonNotRunning
+from gpugate.units import GiB
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -108,6 +109,12 @@ class RunningDaemon:
         fields.setdefault("cwd", str(self.home))
         fields.setdefault("env", self.env)
         return self.client.submit_command(command, **fields).id
+
+    def submit_using(self, gib: int, util: float, seconds: float = 60, **fields: Any) -> int:
+        """A GPU job that declares ``gib`` GiB and ``util`` %, really allocates them on its
+        simulated GPU, then runs ``seconds``."""
+        command = f"gpugate sim use --mem {gib}GiB --util {util:g} && sleep {seconds:g}"
+        return self.submit(command, mem_bytes=gib * GiB, util_pct=util, **fields)
 
     def state(self, job_id: int) -> str:
         return self.client.show(job_id).job.state

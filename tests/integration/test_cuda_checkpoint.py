@@ -55,12 +55,7 @@ def test_a_transparently_suspended_job_gives_its_memory_to_an_urgent_one(
     home = tmp_path / "d0"  # make_daemon's first home
     binary = stand_in(home, log)
     daemon = make_daemon(ramp_timeout_s=0.5, top_config=f'cuda_checkpoint = "{binary}"\n')
-    held = daemon.submit(
-        "gpugate sim use --mem 16GiB --util 30 && sleep 60",
-        mem_bytes=16 * GiB,
-        util_pct=30,
-        preempt="suspend",
-    )
+    held = daemon.submit_using(16, 30, preempt="suspend")
     daemon.wait_state(held, "running")
     wait_for(lambda: daemon.client.gpus().gpus[0].mem_used_bytes >= 16 * GiB)
     urgent = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=30, priority=5)
@@ -82,12 +77,7 @@ def test_without_it_suspend_keeps_memory_and_cannot_help_a_memory_bound_job(
     make_daemon: Callable[..., RunningDaemon],
 ) -> None:
     daemon = make_daemon(ramp_timeout_s=0.5, top_config='cuda_checkpoint = "off"\n')
-    held = daemon.submit(
-        "gpugate sim use --mem 16GiB --util 30 && sleep 60",
-        mem_bytes=16 * GiB,
-        util_pct=30,
-        preempt="suspend",
-    )
+    held = daemon.submit_using(16, 30, preempt="suspend")
     daemon.wait_state(held, "running")
     urgent = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=30, priority=5)
     # the pass that refused it (with the reason) is the one that would have preempted

@@ -24,9 +24,7 @@ def test_a_job_that_overruns_its_declaration_is_retried_with_more_until_it_fits(
     of memory. Retried expecting 8 GiB (starts at once, fails again), then 16 GiB (waits:
     10 + 16 is over the 21.6 GiB line). Once job 1 is gone it starts, allocates its 16 GiB
     and succeeds."""
-    holder = daemon.submit(
-        "gpugate sim use --mem 10GiB --util 10 && sleep 60", mem_bytes=10 * GiB, util_pct=10
-    )
+    holder = daemon.submit_using(10, 10)
     daemon.wait_state(holder, "running")
     job = daemon.submit(allocating(16), mem_bytes=4 * GiB, util_pct=10)
 

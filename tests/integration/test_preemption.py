@@ -214,19 +214,9 @@ def test_the_suspend_rung_frees_compute_for_an_urgent_job_then_resumes(
     scheduler suspends the first (its 4 GiB stay allocated), the urgent one runs, and the
     first resumes once it is done."""
     daemon = make_daemon(ramp_timeout_s=0.5)
-    busy = daemon.submit(
-        "gpugate sim use --mem 4GiB --util 80 && sleep 60",
-        mem_bytes=4 * GiB,
-        util_pct=80,
-        preempt="suspend",
-    )
+    busy = daemon.submit_using(4, 80, preempt="suspend")
     daemon.wait_state(busy, "running")
-    urgent = daemon.submit(
-        "gpugate sim use --mem 4GiB --util 30 && sleep 1",
-        mem_bytes=4 * GiB,
-        util_pct=30,
-        priority=5,
-    )
+    urgent = daemon.submit_using(4, 30, seconds=1, priority=5)
     suspended = daemon.wait_state(busy, "suspended", timeout_s=20)
     assert f"to make room for job {urgent}" in suspended.reason
     daemon.wait_state(urgent, "succeeded", timeout_s=30)
@@ -239,12 +229,7 @@ def test_the_requeue_rung_stops_the_job_and_runs_it_again_afterwards(
     make_daemon: Callable[..., RunningDaemon],
 ) -> None:
     daemon = make_daemon(ramp_timeout_s=0.5)
-    victim = daemon.submit(
-        "gpugate sim use --mem 16GiB --util 30 && sleep 60",
-        mem_bytes=16 * GiB,
-        util_pct=30,
-        preempt="requeue",
-    )
+    victim = daemon.submit_using(16, 30, preempt="requeue")
     daemon.wait_state(victim, "running")
     urgent = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=30, priority=5)
     daemon.wait_state(urgent, "running", "succeeded", timeout_s=20)
