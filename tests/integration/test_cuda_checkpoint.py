@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,13 +19,20 @@ from tests.integration.conftest import RunningDaemon, wait_for
 pytestmark = pytest.mark.integration
 
 # Like the real utility, `--toggle --pid P` moves process P's GPU memory to host memory
-# and back. On simulated GPUs a process's memory is its proc-P.json in the channel.
+# and back, and `--get-state --pid P` prints "running" or "checkpointed". On simulated
+# GPUs a process's memory is its proc-P.json in the channel.
 STAND_IN = """#!{python}
 import sys
 from pathlib import Path
 channel = Path({channel!r})
 pid = sys.argv[sys.argv.index("--pid") + 1]
 on_gpu, on_host = channel / f"proc-{{pid}}.json", channel / f"proc-{{pid}}.on-host"
+if "--get-state" in sys.argv:
+    if not (on_gpu.exists() or on_host.exists()):
+        print(f"pid {{pid}} is not a CUDA process", file=sys.stderr)
+        sys.exit(1)
+    print("checkpointed" if on_host.exists() else "running")
+    sys.exit(0)
 with open({log!r}, "a") as log:
     if on_gpu.exists():
         on_gpu.rename(on_host)
@@ -69,6 +77,34 @@ def test_a_transparently_suspended_job_gives_its_memory_to_an_urgent_one(
         "checkpoint",
         "restore",
     ]
+    wait_for(lambda: daemon.client.gpus().gpus[0].mem_used_bytes >= 16 * GiB)
+    daemon.client.cancel(held)
+
+
+def test_after_a_daemon_restart_resume_restores_only_what_was_moved(
+    make_daemon: Callable[..., RunningDaemon], tmp_path: Path
+) -> None:
+    """The daemon is killed while job 1 is suspended with its memory on host, so the
+    pids it toggled are forgotten. At resume it asks cuda-checkpoint which of the job's
+    processes are checkpointed and toggles only those: the shell around the GPU process
+    is left alone (toggling it would fail, or move a running process's memory away)."""
+    log = tmp_path / "toggles.log"
+    binary = stand_in(tmp_path / "d0", log)
+    daemon = make_daemon(ramp_timeout_s=0.5, top_config=f'cuda_checkpoint = "{binary}"\n')
+    held = daemon.submit_using(16, 30, preempt="suspend")
+    daemon.wait_state(held, "running")
+    wait_for(lambda: daemon.client.gpus().gpus[0].mem_used_bytes >= 16 * GiB)
+    urgent = daemon.submit("sleep 4", mem_bytes=10 * GiB, util_pct=30, priority=5)
+    daemon.wait_state(held, "suspended", timeout_s=20)
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+
+    daemon.wait_state(urgent, "succeeded", timeout_s=30)
+    resumed = daemon.wait_state(held, "running", timeout_s=20)
+    assert "cuda-checkpoint" not in resumed.reason  # no toggle failed
+    moves = [line.split() for line in log.read_text().splitlines()]
+    assert [m[0] for m in moves] == ["checkpoint", "restore"]
+    assert moves[0][1] == moves[1][1]  # the same process, and only it
     wait_for(lambda: daemon.client.gpus().gpus[0].mem_used_bytes >= 16 * GiB)
     daemon.client.cancel(held)
 

@@ -234,3 +234,18 @@ def test_the_room_made_for_a_job_is_kept_until_it_starts() -> None:
     assert reply.starts == ()
     assert reply.drain == Drain(9, ("GPU-0",))
     assert "kept free for job 9" in reply.waiting[5]
+
+
+def test_the_pass_wakes_when_a_too_young_victim_comes_of_age() -> None:
+    """Job 1 started 60 s ago: too young to yield now, but in 240 s it may be preempted
+    for job 2, and no event would come then: the reply asks for a pass at that time."""
+    young = replace(victim(1, 16), started_at=NOW - 60)
+    reply = decide(young, job(2, mem_gib=10, priority=5), used_gib=16)
+    assert reply.preemptions == ()
+    assert reply.next_decision_at == NOW + 240
+
+
+def test_no_wake_for_a_young_job_that_nothing_outranks() -> None:
+    young = replace(victim(1, 16), started_at=NOW - 60)
+    reply = decide(young, job(2, mem_gib=10, priority=0), used_gib=16)
+    assert reply.next_decision_at != NOW + 240

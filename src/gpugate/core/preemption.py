@@ -76,6 +76,29 @@ def preemption_under_way(jobs: Sequence[Job]) -> bool:
     return any(j.checkpoint_requested_at is not None or j.preempted_for in waiting for j in jobs)
 
 
+def victims_come_of_age(
+    holders: Sequence[Job], refused: Sequence[Job], policy: Policy, now: float
+) -> float | None:
+    """When the first preemptible job now too young to yield (``preempt_min_run_s``)
+    comes of age, if some refused job outranks it: the pass must run again then, as no
+    event would wake it (a later pass could preempt it). None when there is nothing to
+    wait for."""
+    top = max((j.priority for j in refused), default=None)
+    if top is None:
+        return None
+    times = [
+        job.started_at + policy.preempt_min_run_s
+        for job in holders
+        if job.state is JobState.RUNNING
+        and job.spec.preempt is not PreemptMode.NEVER
+        and job.priority < top
+        and job.started_at is not None
+        and job.started_at + policy.preempt_min_run_s > now
+        and job.preemptions < policy.max_preemptions
+    ]
+    return min(times, default=None)
+
+
 def yielded_to_waiting(job: Job, queued_ids: set[int]) -> bool:
     """A requeued victim does not start while the job it made room for still waits: it
     would take the room back (it kept its place, and has aged while it ran)."""

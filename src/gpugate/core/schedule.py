@@ -21,7 +21,12 @@ from gpugate.core.admission import (
 from gpugate.core.load import GpuLoad, build_loads, is_ramped, reserve
 from gpugate.core.placement import RefusalWriter, place
 from gpugate.core.policy import Policy
-from gpugate.core.preemption import choose_preemptions, resumable, yielded_to_waiting
+from gpugate.core.preemption import (
+    choose_preemptions,
+    resumable,
+    victims_come_of_age,
+    yielded_to_waiting,
+)
 from gpugate.core.queue import dependency_verdict, in_queue_order
 from gpugate.core.types import (
     Drain,
@@ -196,7 +201,8 @@ def _next_decision_at(
 ) -> float | None:
     """The earliest future time at which this pass's answer could change with no event:
     a ramp-up window ends (its reservation drops), or a waiting job reaches the backfill
-    bound (its GPUs get drained). Started-now jobs open a ramp window of their own."""
+    bound (its GPUs get drained), or a preemptible job outranked by a waiting one has run
+    long enough to be preempted. Started-now jobs open a ramp window of their own."""
     policy, now = request.policy, request.now
     times = [
         j.started_at + policy.ramp_timeout_s
@@ -205,12 +211,16 @@ def _next_decision_at(
     ]
     if starts and any(s.gpu_uuids for s in starts):
         times.append(now + policy.ramp_timeout_s)
+    started = {s.job_id for s in starts}
+    still_queued = [j for j in queued if j.id not in started] if started else queued
     if policy.backfill and math.isfinite(policy.max_head_wait_s):
-        started = {s.job_id for s in starts}
-        still_queued = [j for j in queued if j.id not in started] if started else queued
         oldest = min(map(_waiting_since, still_queued), default=None)
         if oldest is not None:
             times.append(oldest + policy.max_head_wait_s)
+    if policy.preemption and still_queued:
+        of_age = victims_come_of_age(holders, still_queued, policy, now)
+        if of_age is not None:
+            times.append(of_age)
     return min((t for t in times if t > now), default=None)
 
 

@@ -361,8 +361,11 @@ class Engine:
         """SIGCONT, then (if its memory was moved to host) the toggle back to the GPU."""
         self.runner.signal(job, signal.SIGCONT)
         if job.gpu_memory_released and self.cuda_checkpoint is not None:
-            # after a restart the pids are not known any more: every process of the job
-            pids = self.released_pids.get(job.id) or self._session_pids(job)
+            # after a restart the pids are not known any more: those of the job's
+            # processes that cuda-checkpoint says are on host memory
+            pids = self.released_pids.get(job.id) or self.cuda_checkpoint.checkpointed(
+                self._session_pids(job)
+            )
             errors = [e for e in self.cuda_checkpoint.toggle(pids).values() if e]
             if errors and len(errors) == len(pids):  # nothing came back: stay suspended
                 self.runner.signal(job, signal.SIGSTOP)

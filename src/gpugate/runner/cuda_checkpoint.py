@@ -42,6 +42,27 @@ class CudaCheckpoint:
         """Toggle each process (GPU memory to host, or back): pid -> None, or the error."""
         return {pid: self._toggle_one(pid) for pid in pids}
 
+    def checkpointed(self, pids: Iterable[int]) -> list[int]:
+        """Those of ``pids`` whose GPU memory is on host memory now (``--get-state`` says
+        "checkpointed"): after a daemon restart, the processes a resume must toggle back
+        (toggling any other would move a running process's memory *off* the GPU)."""
+        return [pid for pid in pids if self.state(pid) == "checkpointed"]
+
+    def state(self, pid: int) -> str | None:
+        """running, locked, checkpointed or failed; None for a process without CUDA."""
+        try:
+            done = subprocess.run(
+                [self.binary, "--get-state", "--pid", str(pid)],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0:
+            return None
+        return done.stdout.strip().lower() or None
+
     def _toggle_one(self, pid: int) -> str | None:
         try:
             done = subprocess.run(
