@@ -92,6 +92,23 @@ def test_a_checkpointed_job_is_requeued_resumes_and_ends_as_if_never_interrupted
     assert edges.count(("queued", "starting")) == 2
 
 
+def test_the_site_default_applies_to_jobs_that_do_not_say(
+    make_daemon: Callable[..., RunningDaemon],
+) -> None:
+    """With ``default_preempt = "checkpoint"``, a job submitted without --preempt may be
+    checkpointed; one that says --preempt never may not."""
+    daemon = make_daemon(top_config='default_preempt = "checkpoint"\n')
+    unsaid = daemon.cli("submit", "--gpus", "0", "--json", "--", "sleep", "30", check=True)
+    said = daemon.cli(
+        "submit", "--gpus", "0", "--preempt", "never", "--json", "--", "sleep", "30", check=True
+    )
+    unsaid_id, said_id = (json.loads(r.stdout)[0]["id"] for r in (unsaid, said))
+    assert daemon.client.show(unsaid_id).job.preempt == "checkpoint"
+    assert daemon.client.show(said_id).job.preempt == "never"
+    for job in (unsaid_id, said_id):
+        daemon.client.cancel(job)
+
+
 def test_checkpoint_is_refused_for_a_job_that_did_not_declare_it(daemon: RunningDaemon) -> None:
     job = daemon.submit("sleep 30", gpus=0)
     daemon.wait_state(job, "running")

@@ -83,3 +83,15 @@ def test_cuda_checkpoint_accepts_an_executable_path(tmp_path: Path) -> None:
     assert load_config(
         config_file(tmp_path, f'cuda_checkpoint = "{binary}"\n')
     ).cuda_checkpoint == str(binary)
+
+
+def test_default_preempt_is_never_unless_the_site_says_otherwise(tmp_path: Path) -> None:
+    assert load_config(None).default_preempt == "never"
+    chosen = load_config(config_file(tmp_path, 'default_preempt = "checkpoint"\n'))
+    assert chosen.default_preempt == "checkpoint"
+
+
+@pytest.mark.parametrize("value", ['"always"', '"Checkpoint"', "1", "true"])
+def test_default_preempt_must_be_a_mode(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="default_preempt must be one of never, checkpoint"):
+        load_config(config_file(tmp_path, f"default_preempt = {value}\n"))

@@ -465,6 +465,19 @@ def test_a_checkpointing_job_yields_to_an_urgent_one_and_finishes_what_it_had_le
     assert (records[0].first_start_s, records[0].start_s, records[0].end_s) == (0, 560, 1220)
 
 
+def test_a_victim_too_young_to_yield_is_preempted_the_moment_it_comes_of_age() -> None:
+    """Job 1 arrives at 100, when job 0 has run only 100 s of the 300 s minimum. Nothing
+    happens between 100 and job 0's end at 1000, yet at 300 job 0 comes of age: the pass
+    asks to be woken then, job 0 saves [300, 360), and job 1 runs [360, 460)."""
+    jobs = [
+        sim_job(0, 0, 1000, mem_gib=16, priority=0),
+        sim_job(1, 100, 100, mem_gib=10, priority=5),
+    ]
+    config = SimConfig(1, 24 * GiB, preempt=PreemptMode.CHECKPOINT, checkpoint_s=60.0)
+    result = Simulation(jobs, POLICIES["gpugate"][0], NONE, config).run()
+    assert spans(result)[1] == (360, 460)
+
+
 def test_nothing_is_preempted_when_jobs_do_not_allow_it_or_for_the_fifo_peers() -> None:
     jobs = [
         sim_job(0, 0, 1000, mem_gib=16, priority=0),

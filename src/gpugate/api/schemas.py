@@ -36,8 +36,9 @@ class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     after: list[JobId] = []
     name: Annotated[str, Meta(max_length=200)] = ""
     hold: bool = False
-    # what gpugate may do to make room: never, checkpoint, suspend, requeue
-    preempt: Literal["never", "checkpoint", "suspend", "requeue"] = "never"
+    # what gpugate may do to make room: never, checkpoint, suspend, requeue; None: the
+    # daemon's default_preempt (never unless the site configured otherwise)
+    preempt: Literal["never", "checkpoint", "suspend", "requeue"] | None = None
     checkpoint_path: Annotated[str, Meta(max_length=4096)] = ""  # GPUGATE_CHECKPOINT
 
 

@@ -96,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preempt",
         choices=("never", "checkpoint", "suspend", "requeue"),
-        default="never",
-        help="what gpugate may do to make room (default never; checkpoint: SIGUSR1, save,"
-        " exit 75, requeued and resumed with GPUGATE_RESUME=1)",
+        default=None,
+        help="what gpugate may do to make room (default: the daemon's default_preempt,"
+        " never unless configured; checkpoint: SIGUSR1, save, exit 75, requeued and"
+        " resumed with GPUGATE_RESUME=1)",
     )
     p.add_argument("--checkpoint", metavar="PATH", help="where the job saves (GPUGATE_CHECKPOINT)")
     p.add_argument("--file", "-f", help="one command per line ('-' for stdin)")

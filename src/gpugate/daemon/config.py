@@ -9,6 +9,7 @@ Example ``config.toml`` (every key optional)::
     checkpoint_grace_s = 60.0     # to save and exit 75 when asked, before being suspended
     max_oom_retries = 2           # requeue a job that died of GPU OOM with more memory, this often
     cuda_checkpoint = "auto"      # suspend moves GPU memory to host where it works; "off"
+    default_preempt = "never"     # for jobs submitted without --preempt
 
     [scheduler]
     util_headroom_pct = 90
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from gpugate.core.policy import GpuLimits, Policy
+from gpugate.model import PreemptMode
 
 
 class ConfigError(ValueError):
@@ -55,6 +57,7 @@ class DaemonConfig:
     checkpoint_grace_s: float = 60.0  # asked to checkpoint: suspended if still running after
     max_oom_retries: int = 2  # a job that dies of GPU OOM is requeued with more, this often
     cuda_checkpoint: str = "auto"  # transparent suspend: "auto", "off", or the binary's path
+    default_preempt: str = "never"  # the site default of --preempt
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -68,6 +71,7 @@ _TOP_KEYS = {
     "checkpoint_grace_s",
     "max_oom_retries",
     "cuda_checkpoint",
+    "default_preempt",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -161,6 +165,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         checkpoint_grace_s=_num(flat, "checkpoint_grace_s", base.checkpoint_grace_s),
         max_oom_retries=_count(flat, "max_oom_retries", base.max_oom_retries),
         cuda_checkpoint=_cuda_checkpoint(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
+        default_preempt=_preempt_mode(flat.get("default_preempt", base.default_preempt)),
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )
@@ -191,6 +196,13 @@ def _cuda_checkpoint(value: Any) -> str:
     raise ConfigError(
         f'cuda_checkpoint must be "auto", "off" or the path of an executable, not {value!r}'
     )
+
+
+def _preempt_mode(value: Any) -> str:
+    modes = [mode.value for mode in PreemptMode]
+    if value not in modes:
+        raise ConfigError(f"default_preempt must be one of {', '.join(modes)}, not {value!r}")
+    return str(value)
 
 
 def _count(flat: dict[str, Any], key: str, default: int) -> int:

@@ -86,7 +86,7 @@ class Service:
             after=tuple(sub.after),
             name=sub.name,
             owner_uid=owner,
-            preempt=PreemptMode(sub.preempt),
+            preempt=PreemptMode(sub.preempt or self.engine.config.default_preempt),
             checkpoint_path=sub.checkpoint_path,
         )
         if not spec.command.strip():

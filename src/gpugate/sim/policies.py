@@ -86,6 +86,10 @@ POLICIES: dict[str, tuple[Policy, str]] = {
         " priority with aging and expected run time from history, greedy backfill:"
         " what `gpugate serve` runs",
     ),
+    "gpugate-no-preemption": (
+        replace(_GPUGATE, preemption=False),
+        "as gpugate, never preempting (as when every job keeps the default --preempt never)",
+    ),
     "gpugate-bounded": (
         replace(_GPUGATE, max_head_wait_s=BOUND_S),
         "as gpugate, but a head that waited 30 min gets its GPUs drained (opt-in in the daemon)",
