@@ -95,3 +95,12 @@ def test_default_preempt_is_never_unless_the_site_says_otherwise(tmp_path: Path)
 def test_default_preempt_must_be_a_mode(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="default_preempt must be one of never, checkpoint"):
         load_config(config_file(tmp_path, f"default_preempt = {value}\n"))
+
+
+def test_admin_group_must_name_a_group_that_exists(tmp_path: Path) -> None:
+    assert load_config(None).admin_group == ""
+    assert load_config(config_file(tmp_path, 'admin_group = "root"\n')).admin_group == "root"
+    with pytest.raises(ConfigError, match="no group named 'no-such-group-xyz'"):
+        load_config(config_file(tmp_path, 'admin_group = "no-such-group-xyz"\n'))
+    with pytest.raises(ConfigError, match="admin_group must be a group name"):
+        load_config(config_file(tmp_path, "admin_group = 3\n"))

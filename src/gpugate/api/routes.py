@@ -23,6 +23,7 @@ from gpugate import __version__
 from gpugate.api import schemas as api
 from gpugate.api.openapi import openapi_document
 from gpugate.daemon import views
+from gpugate.daemon.identity import PEER_KEY, Peer
 from gpugate.daemon.service import Service, ServiceError
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
 from gpugate.states import JobState
@@ -70,9 +71,11 @@ def guarded(handler: Handler) -> Handler:
 def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
     engine = service.engine
 
-    def peer_uid(request: Request) -> int:
-        # SO_PEERCRED on the Unix socket; the multi-user issue builds on this
-        return int(request.scope.get("gpugate.uid", os.getuid()))
+    def peer(request: Request) -> Peer:
+        """The kernel's word on who connected (SO_PEERCRED, see daemon.identity). Without
+        a Unix socket (an in-process test client) the daemon's own user."""
+        found = request.scope.get("state", {}).get(PEER_KEY)
+        return found if isinstance(found, Peer) else Peer(os.getpid(), os.getuid(), os.getgid())
 
     def job_id(request: Request) -> int:
         value = int(request.path_params["job_id"])
@@ -97,7 +100,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
 
     async def submit(request: Request) -> Response:
         body = msgspec.json.decode(await request.body(), type=api.SubmitRequest)
-        jobs = service.submit(body.jobs, peer_uid(request), body.env)
+        jobs = service.submit(body.jobs, peer(request).uid, body.env)
         return json_response(api.JobList([views.job_view(engine, j) for j in jobs], {}), 201)
 
     async def list_jobs(request: Request) -> Response:
@@ -116,14 +119,18 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
 
     def action(name: str) -> Handler:
         async def act(request: Request) -> Response:
-            job = getattr(service, name)(job_id(request))
+            ident = job_id(request)
+            service.authorize(peer(request), name, ident)
+            job = getattr(service, name)(ident)
             return json_response(api.ActionResult(views.job_view(engine, job)))
 
         return act
 
     async def priority(request: Request) -> Response:
         body = msgspec.json.decode(await request.body(), type=api.PriorityRequest)
-        job = service.set_priority(job_id(request), body.priority)
+        ident = job_id(request)
+        service.authorize(peer(request), "reprioritize", ident)
+        job = service.set_priority(ident, body.priority)
         return json_response(api.ActionResult(views.job_view(engine, job)))
 
     async def wait(request: Request) -> Response:

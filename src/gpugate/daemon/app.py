@@ -25,6 +25,7 @@ from gpugate.api.routes import build_app
 from gpugate.core.types import GpuView
 from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.engine import Engine
+from gpugate.daemon.identity import http_protocol
 from gpugate.daemon.paths import StatePaths
 from gpugate.daemon.recovery import recover
 from gpugate.daemon.service import Service
@@ -100,6 +101,7 @@ class Daemon:
                 build_app(Service(self.engine, self.wake), self),
                 log_level="warning",
                 lifespan="off",
+                http=http_protocol(),  # records each connection's SO_PEERCRED
                 timeout_graceful_shutdown=2,
                 date_header=False,
             )

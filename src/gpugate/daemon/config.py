@@ -10,6 +10,7 @@ Example ``config.toml`` (every key optional)::
     max_oom_retries = 2           # requeue a job that died of GPU OOM with more memory, this often
     cuda_checkpoint = "auto"      # suspend moves GPU memory to host where it works; "off"
     default_preempt = "never"     # for jobs submitted without --preempt
+    admin_group = ""              # its members may act on every job (root always may)
 
     [scheduler]
     util_headroom_pct = 90
@@ -32,6 +33,7 @@ Example ``config.toml`` (every key optional)::
 from __future__ import annotations
 
 import dataclasses
+import grp
 import math
 import os
 import tomllib
@@ -58,6 +60,7 @@ class DaemonConfig:
     max_oom_retries: int = 2  # a job that dies of GPU OOM is requeued with more, this often
     cuda_checkpoint: str = "auto"  # transparent suspend: "auto", "off", or the binary's path
     default_preempt: str = "never"  # the site default of --preempt
+    admin_group: str = ""  # members may act on any user's job; "" = root only
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -72,6 +75,7 @@ _TOP_KEYS = {
     "max_oom_retries",
     "cuda_checkpoint",
     "default_preempt",
+    "admin_group",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -166,6 +170,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         max_oom_retries=_count(flat, "max_oom_retries", base.max_oom_retries),
         cuda_checkpoint=_cuda_checkpoint(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
         default_preempt=_preempt_mode(flat.get("default_preempt", base.default_preempt)),
+        admin_group=_group(flat.get("admin_group", base.admin_group)),
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )
@@ -196,6 +201,19 @@ def _cuda_checkpoint(value: Any) -> str:
     raise ConfigError(
         f'cuda_checkpoint must be "auto", "off" or the path of an executable, not {value!r}'
     )
+
+
+def _group(value: Any) -> str:
+    """ "" (root only), or the name of a group that exists."""
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"admin_group must be a group name, not {value!r}")
+    try:
+        grp.getgrnam(value)
+    except KeyError:
+        raise ConfigError(f"admin_group: no group named {value!r} on this machine") from None
+    return value
 
 
 def _preempt_mode(value: Any) -> str:

@@ -48,6 +48,10 @@ class StatePaths:
         return self.home / "sim"
 
     @property
+    def audit_log(self) -> Path:
+        return self.home / "audit.log"
+
+    @property
     def pidfile(self) -> Path:
         return self.home / "gpugate.pid"
 

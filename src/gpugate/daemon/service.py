@@ -16,6 +16,7 @@ from gpugate.core.expectation import expected_use
 from gpugate.core.limits import never_fits
 from gpugate.core.runtime import RECENT_RUNS, expected_run_s
 from gpugate.daemon.engine import Engine
+from gpugate.daemon.identity import AuditLog, Authority, Peer, user_name
 from gpugate.gpu.sim import SimMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, PreemptMode, Transition
@@ -35,6 +36,21 @@ class Service:
     def __init__(self, engine: Engine, wake: Callable[[], None]) -> None:
         self.engine = engine
         self.wake = wake
+        self.authority = Authority(engine.config.admin_group)
+        self.audit = AuditLog(engine.paths.audit_log)
+
+    def authorize(self, peer: Peer, action: str, job_id: int) -> Job:
+        """The job, if ``peer`` may act on it (its owner, root, the admin group); else a
+        403 naming who owns it, written to the audit log."""
+        job = self.job(job_id)
+        if self.authority.may_control(peer.uid, job.spec.owner_uid):
+            return job
+        why = (
+            f"job {job_id} belongs to {user_name(job.spec.owner_uid)}: only its owner or an"
+            f" admin may {action} it"
+        )
+        self.audit.refused(peer, action, job_id, why)
+        raise ServiceError(why, status=403)
 
     # --------------------------------------------------------------------- submit
     def submit(

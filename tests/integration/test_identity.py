@@ -1,0 +1,119 @@
+"""Identity from the socket's peer credentials, and owner-only control, through a real
+daemon and a real second user (created for the test: needs root, as CI runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gpugate.client import ApiError, Client
+from tests.integration.conftest import RunningDaemon
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def other_user() -> Iterator[pwd.struct_passwd]:
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to create a second user")
+    name = f"gg{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def as_user(user: pwd.struct_passwd, daemon: RunningDaemon, *args: str) -> dict[str, object]:
+    """One request through the real client from a process that really is ``user``: a
+    fork that drops to its uid and groups (an exec would need the interpreter to be
+    readable by that user, which a root-owned virtualenv is not)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become the user, ask, write the answer, leave
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            answer = _ask(Client(daemon.home / "gpugate.sock", timeout_s=30), *args)
+            os.write(write_end, json.dumps(answer).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as out:
+        data = out.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the request as the other user failed"
+    answer: dict[str, object] = json.loads(data)
+    return answer
+
+
+def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
+    try:
+        if action == "submit":
+            return {"id": client.submit_command("sleep 30", cwd="/", gpus=0, env={}).id}
+        getattr(client, action)(int(rest[0]))
+        return {"ok": True}
+    except ApiError as exc:
+        return {"error": str(exc), "status": exc.status}
+
+
+@pytest.fixture
+def shared_daemon(make_daemon: Callable[..., RunningDaemon], tmp_path: Path) -> RunningDaemon:
+    """A daemon whose socket the second user can reach (user mode keeps it owner-only;
+    the test opens it, as a system-mode daemon does for its group)."""
+    daemon = make_daemon()
+    for path in (*reversed(tmp_path.parents[:-1]), tmp_path, daemon.home):
+        if path != Path("/"):
+            path.chmod(path.stat().st_mode | 0o011)  # traverse only
+    (daemon.home / "gpugate.sock").chmod(0o666)
+    return daemon
+
+
+def test_a_job_belongs_to_whoever_the_kernel_says_submitted_it(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    answer = as_user(other_user, shared_daemon, "submit")
+    job = shared_daemon.client.show(int(answer["id"])).job  # type: ignore[call-overload]
+    assert job.owner_uid == other_user.pw_uid  # not the daemon's, not anything the client said
+    shared_daemon.client.cancel(job.id)
+
+
+def test_another_user_cannot_control_my_job_and_the_refusal_is_audited(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    mine = shared_daemon.submit("sleep 30", gpus=0)
+    shared_daemon.wait_state(mine, "running")
+    for action in ("cancel", "suspend", "hold"):
+        answer = as_user(other_user, shared_daemon, action, str(mine))
+        assert answer["status"] == 403, answer
+        assert "only its owner or an admin" in str(answer["error"])
+    assert shared_daemon.state(mine) == "running"  # nothing changed
+    audit = [
+        json.loads(line) for line in (shared_daemon.home / "audit.log").read_text().splitlines()
+    ]
+    assert [(e["uid"], e["action"], e["job"]) for e in audit] == [
+        (other_user.pw_uid, "cancel", mine),
+        (other_user.pw_uid, "suspend", mine),
+        (other_user.pw_uid, "hold", mine),
+    ]
+
+
+def test_the_owner_may_control_their_own_job(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    theirs = int(as_user(other_user, shared_daemon, "submit")["id"])  # type: ignore[call-overload]
+    assert as_user(other_user, shared_daemon, "cancel", str(theirs)) == {"ok": True}
+    shared_daemon.wait_state(theirs, "cancelled")
+    assert not (shared_daemon.home / "audit.log").exists()
