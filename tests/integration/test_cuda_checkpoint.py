@@ -28,6 +28,9 @@ channel = Path({channel!r})
 pid = sys.argv[sys.argv.index("--pid") + 1]
 on_gpu, on_host = channel / f"proc-{{pid}}.json", channel / f"proc-{{pid}}.on-host"
 if "--get-state" in sys.argv:
+    if not {get_state}:
+        print("unrecognized option --get-state", file=sys.stderr)
+        sys.exit(2)
     if not (on_gpu.exists() or on_host.exists()):
         print(f"pid {{pid}} is not a CUDA process", file=sys.stderr)
         sys.exit(1)
@@ -46,9 +49,14 @@ with open({log!r}, "a") as log:
 """
 
 
-def stand_in(home: Path, log: Path) -> Path:
+def stand_in(home: Path, log: Path, get_state: bool = True) -> Path:
+    """``get_state=False``: like the driver-550 utility, which has only --toggle."""
     path = home.parent / f"cuda-checkpoint-{home.name}"
-    path.write_text(STAND_IN.format(python=sys.executable, channel=str(home / "sim"), log=str(log)))
+    path.write_text(
+        STAND_IN.format(
+            python=sys.executable, channel=str(home / "sim"), log=str(log), get_state=get_state
+        )
+    )
     path.chmod(0o755)
     return path
 
@@ -81,15 +89,16 @@ def test_a_transparently_suspended_job_gives_its_memory_to_an_urgent_one(
     daemon.client.cancel(held)
 
 
+@pytest.mark.parametrize("get_state", [True, False], ids=["get-state", "toggle-only"])
 def test_after_a_daemon_restart_resume_restores_only_what_was_moved(
-    make_daemon: Callable[..., RunningDaemon], tmp_path: Path
+    make_daemon: Callable[..., RunningDaemon], tmp_path: Path, get_state: bool
 ) -> None:
     """The daemon is killed while job 1 is suspended with its memory on host, so the
     pids it toggled are forgotten. At resume it asks cuda-checkpoint which of the job's
     processes are checkpointed and toggles only those: the shell around the GPU process
     is left alone (toggling it would fail, or move a running process's memory away)."""
     log = tmp_path / "toggles.log"
-    binary = stand_in(tmp_path / "d0", log)
+    binary = stand_in(tmp_path / "d0", log, get_state)
     daemon = make_daemon(ramp_timeout_s=0.5, top_config=f'cuda_checkpoint = "{binary}"\n')
     held = daemon.submit_using(16, 30, preempt="suspend")
     daemon.wait_state(held, "running")

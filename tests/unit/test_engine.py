@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gpugate.api.schemas import JobSubmission
@@ -287,3 +288,17 @@ def test_a_job_starts_waiting_when_its_last_dependency_succeeds(rig) -> None:  #
     engine.exited.add(second)
     engine.tick()
     assert engine.store.get(waiter).queued_at == clock.now
+
+
+def test_a_submission_sends_only_what_was_set() -> None:
+    """A field left at its default is not sent: a newer client still talks to a daemon
+    that predates the field (``preempt`` was once a plain string there)."""
+
+    sent = msgspec.json.decode(msgspec.json.encode(JobSubmission(command="sleep 1", cwd="/")))
+    assert "preempt" not in sent
+    assert (
+        msgspec.json.decode(
+            msgspec.json.encode(JobSubmission(command="sleep 1", cwd="/", preempt="checkpoint"))
+        )["preempt"]
+        == "checkpoint"
+    )

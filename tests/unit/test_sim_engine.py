@@ -478,6 +478,20 @@ def test_a_victim_too_young_to_yield_is_preempted_the_moment_it_comes_of_age() -
     assert spans(result)[1] == (360, 460)
 
 
+def test_coming_of_age_survives_float_rounding() -> None:
+    """Started at s, the victim is woken for at s + 300, where (s + 300) - s rounds to
+    just under 300 for this s: the age test must be the same sum, or the wake is lost
+    and job 1 waits until job 0 ends."""
+    s = 7905.089776155183
+    jobs = [
+        sim_job(0, s, 1000, mem_gib=16, priority=0),
+        sim_job(1, s + 100, 100, mem_gib=10, priority=5),
+    ]
+    config = SimConfig(1, 24 * GiB, preempt=PreemptMode.CHECKPOINT, checkpoint_s=60.0)
+    result = Simulation(jobs, POLICIES["gpugate"][0], NONE, config).run()
+    assert spans(result)[1] == pytest.approx((s + 360, s + 460))
+
+
 def test_nothing_is_preempted_when_jobs_do_not_allow_it_or_for_the_fifo_peers() -> None:
     jobs = [
         sim_job(0, 0, 1000, mem_gib=16, priority=0),

@@ -22,7 +22,7 @@ JobId = Annotated[int, Meta(ge=1)]
 Command = Annotated[str, Meta(min_length=1, max_length=131072)]
 
 
-class JobSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class JobSubmission(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, kw_only=True):
     """One job to queue."""
 
     command: Command

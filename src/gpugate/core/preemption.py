@@ -23,6 +23,7 @@ its compute fits under its GPUs' lines again, before any queued job is placed.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -96,7 +97,7 @@ def victims_come_of_age(
         and job.started_at + policy.preempt_min_run_s > now
         and job.preemptions < policy.max_preemptions
     ]
-    return min(times, default=None)
+    return min((t for t in times if math.isfinite(t)), default=None)
 
 
 def yielded_to_waiting(job: Job, queued_ids: set[int]) -> bool:
@@ -115,7 +116,7 @@ def _candidates(waiting: Job, holders: Sequence[Job], request: SchedulingRequest
         and job.priority < waiting.priority
         and not job.cancel_requested
         and job.started_at is not None
-        and now - job.started_at >= policy.preempt_min_run_s
+        and job.started_at + policy.preempt_min_run_s <= now  # as victims_come_of_age
         and job.preemptions < policy.max_preemptions
     ]
     able.sort(key=lambda job: _score(job, request))

@@ -120,7 +120,7 @@ def _preemptions(
     """Only when some running job allowed preemption and some GPU job still waits."""
     if not request.policy.preemption:
         return (), None
-    if not any(h.spec.preempt is not PreemptMode.NEVER for h in holders):
+    if not _any_preemptible(holders):
         return (), None
     started = {s.job_id: s.gpu_uuids for s in gpu_starts}
     refused = [j for j in gpu_jobs if j.id not in started]
@@ -217,11 +217,15 @@ def _next_decision_at(
         oldest = min(map(_waiting_since, still_queued), default=None)
         if oldest is not None:
             times.append(oldest + policy.max_head_wait_s)
-    if policy.preemption and still_queued:
+    if policy.preemption and still_queued and _any_preemptible(holders):
         of_age = victims_come_of_age(holders, still_queued, policy, now)
         if of_age is not None:
             times.append(of_age)
-    return min((t for t in times if t > now), default=None)
+    return min((t for t in times if now < t < math.inf), default=None)
+
+
+def _any_preemptible(holders: Sequence[Job]) -> bool:
+    return any(h.spec.preempt is not PreemptMode.NEVER for h in holders)
 
 
 def _ramped(holders: Sequence[Job], request: SchedulingRequest) -> list[Verdict]:

@@ -361,11 +361,7 @@ class Engine:
         """SIGCONT, then (if its memory was moved to host) the toggle back to the GPU."""
         self.runner.signal(job, signal.SIGCONT)
         if job.gpu_memory_released and self.cuda_checkpoint is not None:
-            # after a restart the pids are not known any more: those of the job's
-            # processes that cuda-checkpoint says are on host memory
-            pids = self.released_pids.get(job.id) or self.cuda_checkpoint.checkpointed(
-                self._session_pids(job)
-            )
+            pids = self._released(job, self.cuda_checkpoint)
             errors = [e for e in self.cuda_checkpoint.toggle(pids).values() if e]
             if errors and len(errors) == len(pids):  # nothing came back: stay suspended
                 self.runner.signal(job, signal.SIGSTOP)
@@ -374,7 +370,7 @@ class Engine:
                 return stays
             if errors:
                 why = f"{why}; cuda-checkpoint: {'; '.join(errors)}"
-            self.released_pids.pop(job.id, None)
+            self._forget_released(job.id)
         moved, edge = advance(
             job,
             JobState.RUNNING,
@@ -398,7 +394,29 @@ class Engine:
             self.cuda_checkpoint.toggle(p for p, e in results.items() if e is None)  # undo
             return False, f"{why} (cuda-checkpoint failed: {'; '.join(errors)}; GPU memory kept)"
         self.released_pids[job.id] = pids
+        # kept in the job's directory too: a restart must restore exactly these
+        (self.paths.job_dir(job.id) / RELEASED_PIDS_FILE).write_text(json.dumps(pids))
         return True, f"{why} (GPU memory moved to host memory by cuda-checkpoint)"
+
+    def _released(self, job: Job, tool: CudaCheckpoint) -> list[int]:
+        """The processes whose memory suspend moved to host: remembered, or written in
+        the job's directory (after a restart). Failing both, those cuda-checkpoint says
+        are checkpointed; failing that too (a cuda-checkpoint without --get-state), every
+        process of the job, as a toggle of a non-CUDA process only fails."""
+        if pids := self.released_pids.get(job.id):
+            return pids
+        try:
+            saved = json.loads((self.paths.job_dir(job.id) / RELEASED_PIDS_FILE).read_text())
+            if isinstance(saved, list) and saved and all(isinstance(p, int) for p in saved):
+                return saved
+        except (OSError, ValueError):
+            pass
+        session = self._session_pids(job)
+        return tool.checkpointed(session) or session
+
+    def _forget_released(self, job_id: int) -> None:
+        self.released_pids.pop(job_id, None)
+        (self.paths.job_dir(job_id) / RELEASED_PIDS_FILE).unlink(missing_ok=True)
 
     def _session_pids(self, job: Job) -> list[int]:
         if job.pid is None:
@@ -547,7 +565,7 @@ class Engine:
                 self.reasons.pop(job.id, None)
                 self.kill_at.pop(job.id, None)
                 self.checkpoint_due.pop(job.id, None)
-                self.released_pids.pop(job.id, None)
+                self._forget_released(job.id)
                 ended.append(job)
             else:
                 self.active[job.id] = job
@@ -614,6 +632,7 @@ def describe_exit(code: int) -> str:
 
 LOG_TAIL_BYTES = 64 * 1024  # where a framework's out-of-memory line would be
 LOG_OFFSETS_FILE = "log-offsets.json"  # the logs' sizes when the current run started
+RELEASED_PIDS_FILE = "cuda-released.json"  # processes suspend moved to host memory
 
 
 def read_offsets(path: Path) -> dict[str, int]:
