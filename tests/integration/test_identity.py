@@ -62,7 +62,9 @@ def as_user(user: pwd.struct_passwd, daemon: RunningDaemon, *args: str) -> dict[
 def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
     try:
         if action == "submit":
-            return {"id": client.submit_command("sleep 30", cwd="/", gpus=0, env={}).id}
+            command = rest[0] if rest else "sleep 30"
+            env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "USER": "root"}  # lies, ignored
+            return {"id": client.submit_command(command, cwd="/", gpus=0, env=env).id}
         getattr(client, action)(int(rest[0]))
         return {"ok": True}
     except ApiError as exc:
@@ -117,3 +119,36 @@ def test_the_owner_may_control_their_own_job(
     assert as_user(other_user, shared_daemon, "cancel", str(theirs)) == {"ok": True}
     shared_daemon.wait_state(theirs, "cancelled")
     assert not (shared_daemon.home / "audit.log").exists()
+
+
+def test_a_job_runs_as_its_submitter_with_their_groups_and_owns_its_logs(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    """The client claims HOME=/root and USER=root; the job gets the account's own."""
+    command = 'id -u; id -g; id -G; echo "$HOME $USER $LOGNAME"; umask'
+    job = int(as_user(other_user, shared_daemon, "submit", command)["id"])  # type: ignore[call-overload]
+    done = shared_daemon.wait_state(job, "succeeded", "failed", timeout_s=20)
+    assert done.state == "succeeded", shared_daemon.client.logs(job, stream="stderr")
+    uid, gid, groups, names, umask = shared_daemon.client.logs(job).decode().splitlines()
+    assert (int(uid), int(gid)) == (other_user.pw_uid, other_user.pw_gid)
+    expected = set(os.getgrouplist(other_user.pw_name, other_user.pw_gid))
+    assert set(map(int, groups.split())) == expected  # not root's groups
+    assert names == f"{other_user.pw_dir} {other_user.pw_name} {other_user.pw_name}"
+    assert umask == "0022"
+    for log in ("stdout.log", "stderr.log"):
+        owner = (shared_daemon.home / "jobs" / str(job) / log).stat()
+        assert (owner.st_uid, owner.st_mode & 0o777) == (other_user.pw_uid, 0o600)
+
+
+def test_the_submitters_job_cannot_write_into_the_daemons_files(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    """Its job directory stays the daemon's: the job can write its own logs and exit
+    status, but cannot plant a file (a link the daemon would follow) beside them."""
+    command = (
+        'cd "$(dirname "$GPUGATE_PREEMPT_FILE")" && echo "in $(basename "$PWD")" &&'
+        " (ln -s /etc/passwd log-offsets.json.x 2>/dev/null && echo planted || echo refused)"
+    )
+    job = int(as_user(other_user, shared_daemon, "submit", command)["id"])  # type: ignore[call-overload]
+    shared_daemon.wait_state(job, "succeeded", timeout_s=20)
+    assert shared_daemon.client.logs(job).decode().split() == ["in", str(job), "refused"]

@@ -267,6 +267,11 @@ def test_following_the_logs_of_an_unknown_job_is_a_clear_error(daemon: RunningDa
 
 def test_state_files_are_readable_by_their_owner_only(daemon: RunningDaemon) -> None:
     daemon.submit("true", gpus=0)
-    for name in ("gpugate.db", "gpugate.sock", "gpugate.pid", "jobs"):
+    for name in ("gpugate.db", "gpugate.sock", "gpugate.pid"):
         mode = (daemon.home / name).stat().st_mode & 0o777
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+    # directories: never listable or writable by others; a root daemon lets its jobs'
+    # owners traverse them to their own job directories (0711)
+    for directory in (daemon.home, daemon.home / "jobs"):
+        mode = directory.stat().st_mode & 0o777
+        assert mode & 0o066 == 0, f"{directory} is {oct(mode)}"

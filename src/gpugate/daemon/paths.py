@@ -59,7 +59,11 @@ class StatePaths:
         return self.jobs / str(job_id)
 
     def ensure(self) -> None:
-        """Create the state directories, owner-only (they hold jobs' environments)."""
+        """Create the state directories, owner-only (they hold jobs' environments). A
+        root daemon runs jobs as their submitters, who must reach their own job
+        directories: then traversable (0711), never listable; every file in them is
+        created owner-only (the daemon's umask is 077)."""
+        mode = 0o711 if os.geteuid() == 0 else 0o700
         for path in (self.home, self.jobs):
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.chmod(0o700)
+            path.mkdir(parents=True, exist_ok=True, mode=mode)
+            path.chmod(mode)

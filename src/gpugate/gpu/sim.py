@@ -80,6 +80,8 @@ class SimMonitor:
         self.gpus = tuple(gpus)
         self.channel = Path(channel_dir)
         self.channel.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # jobs run as their submitters report their use here too
+            self.channel.chmod(0o1777)  # like /tmp: each may remove only its own files
         self.note = "simulated GPUs"
         # jobs read the sizes from here to fail allocations that do not fit, like a device
         totals = {g.uuid: g.mem_total_bytes for g in self.gpus}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -18,6 +20,46 @@ EXIT_FILE = "exit"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 START_TIME_TOLERANCE_S = 1.0
+JOB_UMASK = 0o022  # a job run as its submitter creates files as a login shell would
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The account a job runs as when it is not the daemon's own."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]  # supplementary, from the group database, as at login
+    name: str
+    home: str
+    shell: str
+
+    def environment(self, submitted: dict[str, str]) -> dict[str, str]:
+        """What the submitter passed, with the account's own identity variables: the
+        client's HOME or USER must not point a job at someone else's files."""
+        return {
+            **submitted,
+            "HOME": self.home,
+            "USER": self.name,
+            "LOGNAME": self.name,
+            "SHELL": self.shell or SHELL,
+        }
+
+
+def run_as(owner_uid: int) -> RunAs | None:
+    """Jobs run as their submitter: when the daemon is root (system mode) and the job
+    is not root's, as the owner's uid, gid and groups. None: as the daemon's own user
+    (user mode, where the submitter is the daemon's user)."""
+    if os.geteuid() != 0 or owner_uid == 0:
+        return None
+    try:
+        account = pwd.getpwuid(owner_uid)
+    except KeyError:
+        raise LaunchError(f"the job's owner, uid {owner_uid}, has no account here") from None
+    groups = tuple(os.getgrouplist(account.pw_name, account.pw_gid))
+    return RunAs(
+        owner_uid, account.pw_gid, groups, account.pw_name, account.pw_dir, account.pw_shell
+    )
 
 
 class LocalRunner:
@@ -32,9 +74,20 @@ class LocalRunner:
         if not os.path.isdir(job.spec.cwd):
             raise LaunchError(f"working directory {job.spec.cwd} does not exist")
         argv = [SHELL, str(SHIM_PATH), str(job_dir / EXIT_FILE), job.spec.command]
+        user = run_as(job.spec.owner_uid)
+        switch: dict[str, object] = {}
+        if user is not None:
+            _hand_over(job_dir, user)
+            env = user.environment(env)
+            switch = {
+                "user": user.uid,
+                "group": user.gid,
+                "extra_groups": list(user.groups),
+                "umask": JOB_UMASK,
+            }
         with open(job_dir / STDOUT_FILE, "ab") as out, open(job_dir / STDERR_FILE, "ab") as err:
             try:
-                proc = subprocess.Popen(
+                proc = subprocess.Popen(  # type: ignore[call-overload]
                     argv,
                     cwd=job.spec.cwd,
                     env=env,
@@ -42,6 +95,7 @@ class LocalRunner:
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
+                    **switch,
                 )
             except OSError as exc:
                 raise LaunchError(f"cannot start the job: {exc}") from exc
@@ -82,6 +136,22 @@ class LocalRunner:
         if job.pid_start_time and abs(started - job.pid_start_time) > START_TIME_TOLERANCE_S:
             return False  # the pid was reused by an unrelated process
         return not _is_zombie(job.pid)
+
+
+def _hand_over(job_dir: Path, user: RunAs) -> None:
+    """What a job run as ``user`` needs of its directory, and no more. The directory
+    stays the daemon's (the daemon writes there as root, so the job must not be able to
+    plant links in it); it becomes traversable. The logs belong to the job's owner, and
+    the shim, running as the owner, writes its status into an empty exit file it owns
+    (empty reads as "no status yet")."""
+    job_dir.chmod(0o711)
+    for name in (STDOUT_FILE, STDERR_FILE, EXIT_FILE):
+        path = job_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchown(fd, user.uid, user.gid)
+        finally:
+            os.close(fd)
 
 
 def read_exit_file(path: Path) -> ExitRecord | None:
