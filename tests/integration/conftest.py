@@ -50,6 +50,7 @@ class RunningDaemon:
     home: Path
     gpus: str
     proc: subprocess.Popen[bytes] | None = None
+    serve_args: tuple[str, ...] = ()  # more flags for `gpugate serve`, e.g. --system
     client: Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,7 +66,15 @@ class RunningDaemon:
     def start(self) -> None:
         with open(self.home / "daemon.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gpugate.cli.main", "serve", "--gpus", self.gpus],
+                [
+                    sys.executable,
+                    "-m",
+                    "gpugate.cli.main",
+                    "serve",
+                    "--gpus",
+                    self.gpus,
+                    *self.serve_args,
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=log,
@@ -137,6 +146,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
         max_cpu_jobs: int = 4,
         tick_fallback_s: float = 60.0,  # long: the tests must pass on events alone
         top_config: str = "",  # more top-level keys (before the [scheduler] table)
+        serve_args: tuple[str, ...] = (),
     ) -> RunningDaemon:
         home = tmp_path / f"d{len(daemons)}"
         home.mkdir()
@@ -148,7 +158,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
                 tick_fallback_s=tick_fallback_s,
             )
         )
-        daemon = RunningDaemon(home, gpus)
+        daemon = RunningDaemon(home, gpus, serve_args=serve_args)
         daemon.start()
         daemons.append(daemon)
         return daemon

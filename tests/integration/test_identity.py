@@ -3,6 +3,7 @@ daemon and a real second user (created for the test: needs root, as CI runs)."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
@@ -21,15 +22,30 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def other_user() -> Iterator[pwd.struct_passwd]:
+def make_user() -> Iterator[Callable[[], pwd.struct_passwd]]:
+    """Throw-away accounts, each with its own group (named as the user), removed after."""
     if os.geteuid() != 0 or shutil.which("useradd") is None:
-        pytest.skip("needs root and useradd to create a second user")
-    name = f"gg{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
+        pytest.skip("needs root and useradd to create other users")
+    made: list[str] = []
+
+    def make() -> pwd.struct_passwd:
+        name = f"gg{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name],
+            check=True,
+        )
+        made.append(name)
+        return pwd.getpwnam(name)
+
+    yield make
+    for name in made:
         subprocess.run(["userdel", name], check=False)
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def other_user(make_user: Callable[[], pwd.struct_passwd]) -> pwd.struct_passwd:
+    return make_user()
 
 
 def as_user(user: pwd.struct_passwd, daemon: RunningDaemon, *args: str) -> dict[str, object]:
@@ -61,6 +77,8 @@ def as_user(user: pwd.struct_passwd, daemon: RunningDaemon, *args: str) -> dict[
 
 def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
     try:
+        if action == "health":
+            return {"ok": bool(client.health().pid)}
         if action == "submit":
             command = rest[0] if rest else "sleep 30"
             env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "USER": "root"}  # lies, ignored
@@ -69,6 +87,8 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
         return {"ok": True}
     except ApiError as exc:
         return {"error": str(exc), "status": exc.status}
+    except OSError as exc:  # the socket refused the connection itself
+        return {"connect": exc.__class__.__name__}
 
 
 @pytest.fixture
@@ -152,3 +172,27 @@ def test_the_submitters_job_cannot_write_into_the_daemons_files(
     job = int(as_user(other_user, shared_daemon, "submit", command)["id"])  # type: ignore[call-overload]
     shared_daemon.wait_state(job, "succeeded", timeout_s=20)
     assert shared_daemon.client.logs(job).decode().split() == ["in", str(job), "refused"]
+
+
+def test_system_mode_opens_the_socket_to_its_group_only(
+    make_daemon: Callable[..., RunningDaemon],
+    make_user: Callable[[], pwd.struct_passwd],
+    tmp_path: Path,
+) -> None:
+    """`serve --system` with socket_group = member's group: the socket is 0660 for that
+    group; the member reaches it and their job runs as them; an outsider cannot connect."""
+    member, outsider = make_user(), make_user()
+    group = grp.getgrgid(member.pw_gid).gr_name
+    home = tmp_path / "d0"
+    daemon = make_daemon(
+        top_config=f'socket_group = "{group}"\n', serve_args=("--system", "--home", str(home))
+    )
+    for path in reversed(tmp_path.parents[:-1]):
+        path.chmod(path.stat().st_mode | 0o011)
+    tmp_path.chmod(tmp_path.stat().st_mode | 0o011)
+    sock = (daemon.home / "gpugate.sock").stat()
+    assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, member.pw_gid)
+    assert as_user(outsider, daemon, "health") == {"connect": "PermissionError"}
+    job = int(as_user(member, daemon, "submit", "id -u")["id"])  # type: ignore[call-overload]
+    daemon.wait_state(job, "succeeded", timeout_s=20)
+    assert daemon.client.logs(job).decode().strip() == str(member.pw_uid)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from gpugate.cli.errors import CliError
+from gpugate.cli.main import build_parser
 from gpugate.daemon.config import ConfigError, load_config
 
 
@@ -104,3 +107,17 @@ def test_admin_group_must_name_a_group_that_exists(tmp_path: Path) -> None:
         load_config(config_file(tmp_path, 'admin_group = "no-such-group-xyz"\n'))
     with pytest.raises(ConfigError, match="admin_group must be a group name"):
         load_config(config_file(tmp_path, "admin_group = 3\n"))
+
+
+def test_socket_group_only_in_system_mode(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'socket_group = "root"\n')
+    with pytest.raises(ConfigError, match="only with `serve --system`"):
+        load_config(path)
+    assert load_config(path, {"system": True}).socket_group == "root"
+
+
+def test_system_mode_must_be_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    args = build_parser().parse_args(["serve", "--system"])
+    with pytest.raises(CliError, match="serve --system runs as root"):
+        args.func(args)

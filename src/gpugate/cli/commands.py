@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpugate.cli.errors import EXIT_USAGE, CliError
@@ -20,11 +21,17 @@ if TYPE_CHECKING:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpugate.daemon.paths import StatePaths
 
-    paths = StatePaths(args.home) if args.home else StatePaths.default()
+    if args.system and os.geteuid() != 0:
+        raise CliError("serve --system runs as root (it runs jobs as their submitters)")
+    if args.home:
+        paths = StatePaths(Path(args.home))
+    else:
+        paths = StatePaths.system() if args.system else StatePaths.default()
     overrides = {
         "gpus": args.gpus,
         "util_headroom_pct": args.util_headroom,
         "mem_headroom_pct": args.mem_headroom,
+        "system": args.system or None,
     }
     if args.detach:
         from gpugate.cli.detach import start_detached

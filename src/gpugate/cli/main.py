@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detach", action="store_true", help="run in the background; return once it answers"
     )
+    p.add_argument(
+        "--system",
+        action="store_true",
+        help="system mode, as root: state in /var/lib/gpugate, socket /run/gpugate/gpugate.sock"
+        " for socket_group, jobs run as their submitters",
+    )
     p.set_defaults(func=cmd_serve, needs_client=False)
 
     p = sub.add_parser("submit", help="queue a command (or one per line of --file)")

@@ -31,9 +31,13 @@ class ApiError(RuntimeError):
 
 
 def default_socket() -> str:
-    from gpugate.daemon.paths import StatePaths  # light: dataclass and os only
+    """$GPUGATE_SOCKET; else the user's own daemon; else a system daemon's, if one runs."""
+    from gpugate.daemon.paths import SOCKET_ENV, SYSTEM_SOCKET, StatePaths  # light
 
-    return str(StatePaths.default().socket)
+    own = StatePaths.default().socket
+    if os.environ.get(SOCKET_ENV) or own.exists() or not SYSTEM_SOCKET.exists():
+        return str(own)
+    return str(SYSTEM_SOCKET)
 
 
 class Client:

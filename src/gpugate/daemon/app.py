@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import grp
 import logging
 import os
 import signal
@@ -82,7 +83,8 @@ class Daemon:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        sock = bind_socket(self.paths.socket)
+        reachable_by = self.config.socket_group if self.config.system else ""
+        sock = bind_socket(self.paths.socket, reachable_by or None)
         self.engine.observe(await asyncio.to_thread(self.engine.monitor.snapshot))
         for message in recover(self.engine):
             log.warning("recovery: %s", message)
@@ -238,8 +240,9 @@ def refuse_if_running(path: Path) -> None:
         probe.close()
 
 
-def bind_socket(path: Path) -> socket.socket:
-    """Bind the API socket, owner-only; refuse if a live daemon already answers there."""
+def bind_socket(path: Path, group: str | None = None) -> socket.socket:
+    """Bind the API socket, owner-only, or also ``group``'s (system mode: 0660, its
+    directory reachable); refuse if a live daemon already answers there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     refuse_if_running(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -248,5 +251,9 @@ def bind_socket(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old_umask)
+    if group is not None:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        path.chmod(0o660)
+        path.parent.chmod(path.parent.stat().st_mode | 0o011)
     sock.listen(128)
     return sock

@@ -11,6 +11,7 @@ Example ``config.toml`` (every key optional)::
     cuda_checkpoint = "auto"      # suspend moves GPU memory to host where it works; "off"
     default_preempt = "never"     # for jobs submitted without --preempt
     admin_group = ""              # its members may act on every job (root always may)
+    socket_group = ""             # --system: this group may connect (socket mode 0660)
 
     [scheduler]
     util_headroom_pct = 90
@@ -61,6 +62,8 @@ class DaemonConfig:
     cuda_checkpoint: str = "auto"  # transparent suspend: "auto", "off", or the binary's path
     default_preempt: str = "never"  # the site default of --preempt
     admin_group: str = ""  # members may act on any user's job; "" = root only
+    socket_group: str = ""  # system mode: members may connect; "" = root only
+    system: bool = False  # `serve --system`: run as root, jobs as their submitters
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -76,6 +79,7 @@ _TOP_KEYS = {
     "cuda_checkpoint",
     "default_preempt",
     "admin_group",
+    "socket_group",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -160,6 +164,12 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         preempt_min_run_s=_num(flat, "preempt_min_run_s", base.policy.preempt_min_run_s),
         max_preemptions=_count(flat, "max_preemptions", base.policy.max_preemptions),
     )
+    system = bool(flat.get("system", base.system))
+    if flat.get("socket_group") and not system:
+        raise ConfigError(
+            "socket_group opens the socket to a group: only with `serve --system`, where"
+            " jobs run as their submitters (a user-mode daemon runs every job as itself)"
+        )
     return DaemonConfig(
         gpus=str(flat.get("gpus", base.gpus)),
         monitor_interval_s=_num(flat, "monitor_interval_s", base.monitor_interval_s, low=0.05),
@@ -171,6 +181,8 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         cuda_checkpoint=_cuda_checkpoint(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
         default_preempt=_preempt_mode(flat.get("default_preempt", base.default_preempt)),
         admin_group=_group(flat.get("admin_group", base.admin_group)),
+        socket_group=_group(flat.get("socket_group", base.socket_group), "socket_group"),
+        system=system,
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
     )
@@ -203,16 +215,16 @@ def _cuda_checkpoint(value: Any) -> str:
     )
 
 
-def _group(value: Any) -> str:
-    """ "" (root only), or the name of a group that exists."""
+def _group(value: Any, key: str = "admin_group") -> str:
+    """The name of a group that exists, or "" (none: root only)."""
     if value == "":
         return ""
     if not isinstance(value, str):
-        raise ConfigError(f"admin_group must be a group name, not {value!r}")
+        raise ConfigError(f"{key} must be a group name, not {value!r}")
     try:
         grp.getgrnam(value)
     except KeyError:
-        raise ConfigError(f"admin_group: no group named {value!r} on this machine") from None
+        raise ConfigError(f"{key}: no group named {value!r} on this machine") from None
     return value
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 HOME_ENV = "GPUGATE_HOME"
 SOCKET_ENV = "GPUGATE_SOCKET"
+# system mode (`gpugate serve --system`, as root; the shipped systemd unit)
+SYSTEM_HOME = Path("/var/lib/gpugate")
+SYSTEM_SOCKET = Path("/run/gpugate/gpugate.sock")
 
 
 def default_home() -> Path:
@@ -20,16 +23,21 @@ def default_home() -> Path:
 @dataclass(frozen=True, slots=True)
 class StatePaths:
     home: Path
+    socket_path: Path | None = None  # None: in the home (user mode)
 
     @classmethod
     def default(cls) -> StatePaths:
         return cls(default_home())
 
+    @classmethod
+    def system(cls) -> StatePaths:
+        return cls(SYSTEM_HOME, SYSTEM_SOCKET)
+
     @property
     def socket(self) -> Path:
         if env := os.environ.get(SOCKET_ENV):
             return Path(env)
-        return self.home / "gpugate.sock"
+        return self.socket_path or self.home / "gpugate.sock"
 
     @property
     def database(self) -> Path:
