@@ -81,8 +81,13 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
             return {"ok": bool(client.health().pid)}
         if action == "submit":
             command = rest[0] if rest else "sleep 30"
+            priority = int(rest[1]) if len(rest) > 1 else 0
             env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "USER": "root"}  # lies, ignored
-            return {"id": client.submit_command(command, cwd="/", gpus=0, env=env).id}
+            hold = rest[2:] == ("hold",)
+            job = client.submit_command(
+                command, cwd="/", gpus=0, env=env, priority=priority, hold=hold
+            )
+            return {"id": job.id}
         getattr(client, action)(int(rest[0]))
         return {"ok": True}
     except ApiError as exc:
@@ -196,3 +201,32 @@ def test_system_mode_opens_the_socket_to_its_group_only(
     job = int(as_user(member, daemon, "submit", "id -u")["id"])  # type: ignore[call-overload]
     daemon.wait_state(job, "succeeded", timeout_s=20)
     assert daemon.client.logs(job).decode().strip() == str(member.pw_uid)
+
+
+def test_queue_and_priority_quotas_refuse_a_user_but_not_root(
+    make_daemon: Callable[..., RunningDaemon],
+    make_user: Callable[[], pwd.struct_passwd],
+    tmp_path: Path,
+) -> None:
+    user = make_user()
+    quotas = f"[quotas]\nmax_queued = 2\nmax_priority = 3\n[quotas.users.{user.pw_name}]\n"
+    daemon = make_daemon()
+    config = daemon.home / "config.toml"
+    config.write_text(config.read_text() + quotas + "max_queued = 1\n")
+    daemon.stop()
+    daemon.start()
+    for path in (*reversed(tmp_path.parents[:-1]), tmp_path, daemon.home):
+        if path != Path("/"):
+            path.chmod(path.stat().st_mode | 0o011)
+    (daemon.home / "gpugate.sock").chmod(0o666)
+
+    too_high = as_user(user, daemon, "submit", "true", "5")
+    assert too_high["status"] == 403
+    assert "priority 5 is above 3" in str(too_high["error"])
+    first = as_user(user, daemon, "submit", "true", "3", "hold")  # at the cap: fine
+    assert "id" in first
+    second = as_user(user, daemon, "submit", "true", "0", "hold")  # their line: 1 at most
+    assert second["status"] == 403
+    assert "has 1 jobs queued or held" in str(second["error"])
+    for _ in range(3):  # root has no quota
+        daemon.submit("true", gpus=0, priority=9)

@@ -52,6 +52,7 @@ def job(
     started_at: float | None = None,
     expected: Expectation | None = None,
     run_s: float | None = None,
+    owner: int = 0,
 ) -> Job:
     """A job expecting ``mem_gib`` per GPU (``None``: unknown size, the whole GPU), or
     exactly ``expected`` when given.
@@ -75,6 +76,7 @@ def job(
         util_pct=util_pct,
         exclusive=exclusive,
         after=after,
+        owner_uid=owner,
     )
     return Job(
         id=job_id,

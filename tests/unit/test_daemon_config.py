@@ -121,3 +121,33 @@ def test_system_mode_must_be_root(monkeypatch: pytest.MonkeyPatch) -> None:
     args = build_parser().parse_args(["serve", "--system"])
     with pytest.raises(CliError, match="serve --system runs as root"):
         args.func(args)
+
+
+def test_quotas_default_per_user_lines_and_exemptions(tmp_path: Path) -> None:
+    config = load_config(
+        config_file(
+            tmp_path,
+            "[quotas]\nmax_gpus = 2\nmax_queued = 100\n[quotas.users.nobody]\nmax_gpus = 6\n",
+        )
+    )
+    nobody = 65534
+    assert config.policy.max_gpus_per_user == 2
+    assert config.policy.user_max_gpus[nobody] == 6
+    assert config.policy.user_max_gpus[0] is None  # root: no quota
+    assert config.quotas.of(nobody).max_queued == 100  # the default, where the line is silent
+    assert config.quotas.of(0).max_queued is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("max_gpu = 2", "unknown key"),
+        ("max_gpus = -1", "max_gpus must be >= 0"),
+        ("max_gpus = 1.5", "max_gpus must be a whole number"),
+        ("[quotas.users.no-such-user-xyz]\nmax_gpus = 1", "no user named"),
+        ("[quotas.users.nobody]\nshare = 1", "only max_gpus, max_queued, max_priority"),
+    ],
+)
+def test_bad_quotas_are_refused(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file(tmp_path, f"[quotas]\n{table}\n"))

@@ -129,7 +129,9 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
     async def priority(request: Request) -> Response:
         body = msgspec.json.decode(await request.body(), type=api.PriorityRequest)
         ident = job_id(request)
-        service.authorize(peer(request), "reprioritize", ident)
+        caller = peer(request)
+        service.authorize(caller, "reprioritize", ident)
+        service.check_priority(caller.uid, body.priority)
         job = service.set_priority(ident, body.priority)
         return json_response(api.ActionResult(views.job_view(engine, job)))
 

@@ -74,6 +74,10 @@ class Policy:
     max_preemptions: int = 3  # never a job already preempted this often
     # set by the daemon when cuda-checkpoint works: suspending then frees memory as well
     suspend_releases_memory: bool = False
+    # Quotas: the most GPUs one user's jobs may hold at once (None: no limit), and a
+    # user's own line by uid (None there: no limit for that user, e.g. an admin)
+    max_gpus_per_user: int | None = None
+    user_max_gpus: Mapping[int, int | None] = field(default_factory=dict)
 
     def limits_for(self, uuid: str, index: int) -> GpuLimits:
         return self.per_gpu_limits.get(uuid) or self.per_gpu_limits.get(str(index)) or self.limits

@@ -28,6 +28,7 @@ from gpugate.core.preemption import (
     yielded_to_waiting,
 )
 from gpugate.core.queue import dependency_verdict, in_queue_order
+from gpugate.core.quota import GpuQuota
 from gpugate.core.types import (
     Drain,
     Preemption,
@@ -67,9 +68,12 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     starts = _start_cpu_jobs(cpu_jobs, cpu_busy, request.policy, waiting)
     resumes = _resumes(holders, jobs.queued, loads, request.policy)
     free_at = _expected_free_at(holders, request.now)
-    gpu_starts, drain = _start_gpu_jobs(gpu_jobs, loads, free_at, request, waiting)
+    gpu_starts, drain, over_quota = _start_gpu_jobs(gpu_jobs, loads, free_at, request, waiting)
     starts += gpu_starts
-    preemptions, kept_for = _preemptions(request, holders, ramping, gpu_jobs, gpu_starts, loads)
+    may_preempt_for = [j for j in gpu_jobs if j.id not in over_quota] if over_quota else gpu_jobs
+    preemptions, kept_for = _preemptions(
+        request, holders, ramping, may_preempt_for, gpu_starts, loads
+    )
     drain = kept_for or drain
     return SchedulingReply(
         starts=tuple(starts),
@@ -224,6 +228,10 @@ def _next_decision_at(
     return min((t for t in times if now < t < math.inf), default=None)
 
 
+def _holding(request: SchedulingRequest) -> list[Job]:
+    return [j for j in request.jobs if j.state in HOLDING]
+
+
 def _any_preemptible(holders: Sequence[Job]) -> bool:
     return any(h.spec.preempt is not PreemptMode.NEVER for h in holders)
 
@@ -269,15 +277,18 @@ def _start_gpu_jobs(
     free_at: dict[str, float],
     request: SchedulingRequest,
     waiting: WaitingReasons,
-) -> tuple[list[Start], Drain | None]:
+) -> tuple[list[Start], Drain | None, set[int]]:
     """Greedy in queue order; later jobs backfill around a blocked head: on the GPUs held
     for it only if expected to end in time (``hold_for_head``), and within its bound.
+    Also returns the jobs held back by their owner's GPU quota (no preemption for them).
 
     Between two changes of the loads (a start, a hold, a drain) the moment's screen
     refuses, in one sweep, the jobs that cannot fit; their reasons are written later."""
     policy = request.policy
     moment = _Moment(loads, policy)
+    quota = GpuQuota(_holding(request), policy) if GpuQuota.applies(policy) else None
     starts: list[Start] = []
+    over_quota: set[int] = set()
     head: Job | None = None
     drain: Drain | None = None
     jobs = _drained_job_first(jobs, request.drain)
@@ -294,6 +305,10 @@ def _start_gpu_jobs(
                 break
         job = jobs[index]
         index += 1
+        if quota is not None and (over := quota.refusal(job)):
+            waiting.note(job, over)  # waits for its owner's own jobs, not for room
+            over_quota.add(job.id)
+            continue
         chosen = moment.place(job)
         if not chosen:
             moment.refuse((job,), waiting)
@@ -312,6 +327,8 @@ def _start_gpu_jobs(
         starts.append(
             Start(job.id, tuple(g.view.uuid for g in chosen), _admit_reason(chosen, job, policy))
         )
+        if quota is not None:
+            quota.started(job)
         moment.ends()
         for load in chosen:
             reserve(load, job)
@@ -319,7 +336,7 @@ def _start_gpu_jobs(
                 free_at.get(load.view.uuid, request.now), _expected_end(job, request.now)
             )
         moment = _Moment(loads, policy)
-    return starts, drain
+    return starts, drain, over_quota
 
 
 _STOPPED_FOR_HEAD = "; backfill stopped for it (waited past bound)"

@@ -29,6 +29,9 @@ Example ``config.toml`` (every key optional)::
 
     [gpu."1"]                     # per GPU, by index or UUID
     util_headroom_pct = 80
+
+    [quotas]                      # per user (root and admin_group have none): quotas.py
+    max_gpus = 4
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from gpugate.core.policy import GpuLimits, Policy
+from gpugate.daemon.quotas import QuotaError, Quotas, parse_quotas
 from gpugate.model import PreemptMode
 
 
@@ -64,6 +68,7 @@ class DaemonConfig:
     admin_group: str = ""  # members may act on any user's job; "" = root only
     socket_group: str = ""  # system mode: members may connect; "" = root only
     system: bool = False  # `serve --system`: run as root, jobs as their submitters
+    quotas: Quotas = field(default_factory=Quotas)  # per user ([quotas]); GPUs in the policy
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -121,6 +126,8 @@ def _flatten(data: dict[str, Any], path: Path | None) -> dict[str, Any]:
         if key == "scheduler" and isinstance(value, dict):
             _check_keys(value, _SCHED_KEYS, f"{where} [scheduler]")
             flat.update(value)
+        elif key == "quotas" and isinstance(value, dict):
+            flat["quotas"] = value
         elif key == "gpu" and isinstance(value, dict):
             for gpu, limits in value.items():
                 _check_keys(limits, _LIMIT_KEYS, f'{where} [gpu."{gpu}"]')
@@ -164,6 +171,14 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         preempt_min_run_s=_num(flat, "preempt_min_run_s", base.policy.preempt_min_run_s),
         max_preemptions=_count(flat, "max_preemptions", base.policy.max_preemptions),
     )
+    admin_group = _group(flat.get("admin_group", base.admin_group))
+    try:
+        quotas = parse_quotas(flat.get("quotas", {}), admin_group)
+    except QuotaError as exc:
+        raise ConfigError(str(exc)) from None
+    policy = dataclasses.replace(
+        policy, max_gpus_per_user=quotas.default.max_gpus, user_max_gpus=quotas.gpu_lines()
+    )
     system = bool(flat.get("system", base.system))
     if flat.get("socket_group") and not system:
         raise ConfigError(
@@ -180,7 +195,8 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         max_oom_retries=_count(flat, "max_oom_retries", base.max_oom_retries),
         cuda_checkpoint=_cuda_checkpoint(flat.get("cuda_checkpoint", base.cuda_checkpoint)),
         default_preempt=_preempt_mode(flat.get("default_preempt", base.default_preempt)),
-        admin_group=_group(flat.get("admin_group", base.admin_group)),
+        admin_group=admin_group,
+        quotas=quotas,
         socket_group=_group(flat.get("socket_group", base.socket_group), "socket_group"),
         system=system,
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),

@@ -65,6 +65,7 @@ class Service:
         (in memory and, once, in the database).
         """
         now = self.engine.clock()
+        self._check_quotas(submissions, owner_uid)
         self._check_dependencies(submissions)
         history: dict[str, list[Job]] = {}
         request_env = env or {}
@@ -134,6 +135,36 @@ class Service:
         if missing:
             raise ServiceError(
                 f"--after names unknown job(s): {', '.join(map(str, sorted(missing)))}"
+            )
+
+    def _check_quotas(self, submissions: Sequence[JobSubmission], uid: int) -> None:
+        """Refuse the whole batch if it would take its owner past a queue or priority
+        quota (``[quotas]``; root and the admin group have none)."""
+        limits = self.engine.config.quotas.of(uid)
+        if limits.max_priority is not None:
+            for sub in submissions:
+                self.check_priority(uid, sub.priority)
+        if limits.max_queued is not None:
+            waiting = (JobState.QUEUED, JobState.HELD)
+            queued = sum(
+                1
+                for j in self.engine.active.values()
+                if j.spec.owner_uid == uid and j.state in waiting
+            )
+            if queued + len(submissions) > limits.max_queued:
+                raise ServiceError(
+                    f"quota: {user_name(uid)} has {queued} jobs queued or held; {len(submissions)}"
+                    f" more would pass the {limits.max_queued} a user may have",
+                    status=403,
+                )
+
+    def check_priority(self, uid: int, priority: int) -> None:
+        """A priority above the user's ``max_priority`` quota is refused."""
+        cap = self.engine.config.quotas.of(uid).max_priority
+        if cap is not None and priority > cap:
+            raise ServiceError(
+                f"quota: priority {priority} is above {cap}, the most {user_name(uid)} may ask for",
+                status=403,
             )
 
     # -------------------------------------------------------------------- control
