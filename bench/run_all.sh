@@ -39,10 +39,13 @@ if [[ "${1:-}" == "--quick" ]]; then
         "idle_cpu.py --seconds 5"
         "suspend_latency.py --rounds 5"
         "preempt_latency.py --rounds 3"
+        "identity_cost.py --rounds 50"
+        "fair_share.py --hours 12"
     )
 else
     runs=(cli_latency.py submit_to_start.py throughput.py queue_scale.py idle_cpu.py
-          suspend_latency.py preempt_latency.py)
+          suspend_latency.py preempt_latency.py identity_cost.py
+          "fair_share.py --out $root/docs/img/fair_share.png")
 fi
 
 mkdir -p "${BENCH_OUT_DIR:-$here/out}"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from gpugate.client import ApiError, Client
-from tests.integration.conftest import RunningDaemon
+from gpugate.units import GiB
+from tests.integration.conftest import RunningDaemon, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +85,9 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
             priority = int(rest[1]) if len(rest) > 1 else 0
             env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "USER": "root"}  # lies, ignored
             hold = rest[2:] == ("hold",)
+            size = {"gpus": 1, "mem_bytes": 20 * GiB} if rest[2:] == ("gpu",) else {"gpus": 0}
             job = client.submit_command(
-                command, cwd="/", gpus=0, env=env, priority=priority, hold=hold
+                command, cwd="/", env=env, priority=priority, hold=hold, **size
             )
             return {"id": job.id}
         getattr(client, action)(int(rest[0]))
@@ -230,3 +232,31 @@ def test_queue_and_priority_quotas_refuse_a_user_but_not_root(
     assert "has 1 jobs queued or held" in str(second["error"])
     for _ in range(3):  # root has no quota
         daemon.submit("true", gpus=0, priority=9)
+
+
+def test_fair_share_lets_the_user_who_used_less_go_first_and_says_so(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    """Root has used the GPU (a 2 s run); then, behind a blocker, root queues a job and
+    the other user queues one after it. When the GPU frees, the other user's starts
+    first, and root's waiting reason names fair share, also after a daemon restart
+    (the ledger is rebuilt from the store)."""
+    daemon = shared_daemon
+    used = daemon.submit_using(20, 10, seconds=2)
+    daemon.wait_state(used, "succeeded", timeout_s=30)
+    blocker = daemon.submit_using(20, 10, seconds=60)
+    daemon.wait_state(blocker, "running", timeout_s=30)
+    roots = daemon.submit("sleep 30", mem_bytes=20 * GiB, util_pct=10)
+    theirs = int(as_user(other_user, daemon, "submit", "sleep 30", "0", "gpu")["id"])  # type: ignore[call-overload]
+    wait_for(lambda: "fair share: -" in daemon.client.show(roots).job.reason)
+    assert "root used" in daemon.client.show(roots).job.reason
+    assert "fair share" not in daemon.client.show(theirs).job.reason
+
+    daemon.stop()
+    daemon.start()
+    wait_for(lambda: "fair share: -" in daemon.client.show(roots).job.reason)
+    daemon.client.cancel(blocker)
+    daemon.wait_state(theirs, "starting", "running", timeout_s=30)
+    assert daemon.state(roots) == "queued"
+    for job in (roots, theirs):
+        daemon.client.cancel(job)

@@ -132,6 +132,7 @@ def request(
     usage: Mapping[int, Mapping[str, JobUsage]] | None = None,
     dependency_states: Mapping[int, JobState] | None = None,
     drain: Drain | None = None,
+    user_usage: Mapping[int, float] | None = None,
 ) -> SchedulingRequest:
     return SchedulingRequest(
         now=now,
@@ -141,4 +142,5 @@ def request(
         usage=usage or {},
         dependency_states=dependency_states or {},
         drain=drain,
+        user_usage=user_usage or {},
     )

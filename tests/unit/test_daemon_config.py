@@ -151,3 +151,33 @@ def test_quotas_default_per_user_lines_and_exemptions(tmp_path: Path) -> None:
 def test_bad_quotas_are_refused(tmp_path: Path, table: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(config_file(tmp_path, f"[quotas]\n{table}\n"))
+
+
+def test_fair_share_settings_and_shares_by_user_and_group(tmp_path: Path) -> None:
+    config = load_config(
+        config_file(
+            tmp_path,
+            '[fair_share]\nweight = 3\nhalf_life_days = 2\nshares = { nobody = 4, "@root" = 2 }\n',
+        )
+    )
+    assert config.policy.fair_share_weight == 3.0
+    assert config.fair_share_half_life_s == 2 * 86400
+    assert config.policy.shares[65534] == 4.0  # nobody's own entry
+    assert config.policy.shares[0] == 2.0  # root, as a member of group root
+    assert load_config(None).policy.fair_share_weight == 2.0  # on by default
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("weight = -1", "weight must be a finite number >= 0"),
+        ("half_life_days = 0", "half_life_days must be a finite number > 0"),
+        ("shares = { nobody = 0 }", "shares.nobody must be a finite number > 0"),
+        ("shares = { no-such-user-xyz = 1 }", "no user named"),
+        ('shares = { "@no-such-group-xyz" = 1 }', "no group named"),
+        ("share = 1", "unknown key"),
+    ],
+)
+def test_bad_fair_share_settings_are_refused(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file(tmp_path, f"[fair_share]\n{table}\n"))

@@ -8,6 +8,8 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
 from gpugate.daemon.identity import AuditLog, Authority, Peer, groups_of, peer_credentials
 
 NOBODY = 65534
@@ -49,3 +51,20 @@ def test_a_refusal_is_appended_to_the_audit_log_owner_only(tmp_path: Path) -> No
         (NOBODY, 43, "hold", 8),
     ]
     assert (tmp_path / "audit.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_admin_membership_is_looked_up_once_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups: list[int] = []
+
+    def groups(uid: int) -> set[str]:
+        lookups.append(uid)
+        return {"ml-admins"} if len(lookups) == 1 else set()
+
+    monkeypatch.setattr("gpugate.daemon.identity.groups_of", groups)
+    now = [0.0]
+    authority = Authority("ml-admins", ttl_s=60.0, clock=lambda: now[0])
+    assert authority.is_admin(1000) and authority.is_admin(1000)
+    assert lookups == [1000]  # the second answer came from the cache
+    now[0] = 61.0
+    assert not authority.is_admin(1000)  # removed from the group: seen after the minute
+    assert authority.is_admin(0) and lookups == [1000, 1000]  # root needs no lookup

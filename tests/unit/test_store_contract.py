@@ -390,3 +390,23 @@ def test_random_jobs_round_trip(store: Store, job: Job) -> None:
     assert store.history(stored.id)[0] == Transition(
         stored.id, None, job.state, job.submitted_at, job.reason
     )
+
+
+def test_gpu_runs_ended_since_are_the_last_runs_of_gpu_jobs(store: Store) -> None:
+    """What fair share rebuilds its ledger from after a restart: GPU jobs that ran and
+    ended at or after the time, with whose they were; not CPU-only, active or older ones."""
+    specs = [(2, 1000, 2_000.0), (1, 1001, 3_000.0), (0, 1000, 3_000.0), (1, 1000, 500.0)]
+    jobs = store.add_jobs(
+        [
+            a_job(f"job {n}", spec=JobSpec(f"job {n}", "/", gpus=gpus, owner_uid=uid))
+            for n, (gpus, uid, _) in enumerate(specs)
+        ]
+    )
+    for job, (_, _, ended_at) in zip(jobs, specs, strict=True):
+        done = dataclasses.replace(
+            job, state=JobState.SUCCEEDED, started_at=ended_at - 100, ended_at=ended_at
+        )
+        store.save([(done, None)])
+    store.add_jobs([a_job("still queued", spec=JobSpec("q", "/", gpus=1, owner_uid=1000))])
+    runs = sorted(store.gpu_runs_ended_since(1_000.0), key=lambda r: r.ended_at)
+    assert [tuple(r) for r in runs] == [(1000, 2, 1_900.0, 2_000.0), (1001, 1, 2_900.0, 3_000.0)]

@@ -20,15 +20,22 @@ def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {_JSON: {"schema": _ref(name)}}}
 
 
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref("ErrorBody")}}}
+
+
+_ERRORS = {
+    "400": _error("bad request"),
+    "403": _error("not the job's owner or an admin, or past a quota"),
+    "404": _error("no such job"),
+    "409": _error("not in this state"),
+}
+
+
 def _ok(name: str, status: str = "200") -> dict[str, Any]:
     return {
         status: {"description": "success", "content": {_JSON: {"schema": _ref(name)}}},
-        "400": {"description": "bad request", "content": {_JSON: {"schema": _ref("ErrorBody")}}},
-        "404": {"description": "no such job", "content": {_JSON: {"schema": _ref("ErrorBody")}}},
-        "409": {
-            "description": "not in this state",
-            "content": {_JSON: {"schema": _ref("ErrorBody")}},
-        },
+        **_ERRORS,
     }
 
 
@@ -36,7 +43,7 @@ _JOB_ID = {
     "name": "job_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 
 
@@ -96,6 +103,15 @@ def openapi_document() -> dict[str, Any]:
             "post": _job_op("keep a queued job from starting", "ActionResult")
         },
         p + "/jobs/{job_id}/release": {"post": _job_op("queue a held job again", "ActionResult")},
+        p + "/jobs/{job_id}/suspend": {
+            "post": _job_op("SIGSTOP a running job (its GPU memory stays held)", "ActionResult")
+        },
+        p + "/jobs/{job_id}/resume": {"post": _job_op("SIGCONT a suspended job", "ActionResult")},
+        p + "/jobs/{job_id}/checkpoint": {
+            "post": _job_op(
+                "ask a --preempt checkpoint job to save and exit 75 (requeued)", "ActionResult"
+            )
+        },
         p + "/jobs/{job_id}/priority": {
             "post": _job_op("change priority", "ActionResult", "PriorityRequest")
         },
@@ -115,7 +131,9 @@ def openapi_document() -> dict[str, Any]:
                     "200": {
                         "description": "log bytes",
                         "content": {"application/octet-stream": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    "400": _ERRORS["400"],
+                    "404": _ERRORS["404"],
                 },
             }
         },

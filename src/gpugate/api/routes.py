@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -113,6 +114,10 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         listing = views.job_list(engine, limit, states or None, None if queued < 0 else queued)
         return json_response(listing)
 
+    async def jobs_route(request: Request) -> Response:
+        # one route for both methods, so a 405 there names both in its Allow header
+        return await (submit(request) if request.method == "POST" else list_jobs(request))
+
     async def show(request: Request) -> Response:
         job = service.job(job_id(request))
         return json_response(views.job_detail(engine, job, engine.store.history(job.id)))
@@ -177,8 +182,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
     p = api.API_PREFIX
     routes = [
         Route(f"{p}/health", guarded(health), methods=["GET"]),
-        Route(f"{p}/jobs", guarded(submit), methods=["POST"]),
-        Route(f"{p}/jobs", guarded(list_jobs), methods=["GET"]),
+        Route(f"{p}/jobs", guarded(jobs_route), methods=["GET", "POST"]),
         Route(p + "/jobs/{job_id:int}", guarded(show), methods=["GET"]),
         Route(p + "/jobs/{job_id:int}/cancel", guarded(action("cancel")), methods=["POST"]),
         Route(p + "/jobs/{job_id:int}/hold", guarded(action("hold")), methods=["POST"]),
@@ -193,7 +197,16 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         Route(f"{p}/sim/load", guarded(sim_load), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's own answers (no such path, a method the path does not take) in the
+    API's error format, as the OpenAPI document promises."""
+    assert isinstance(exc, HTTPException)
+    response = error(exc.detail, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

@@ -18,7 +18,7 @@ Priority = Annotated[int, Meta(ge=-1000, le=1000, description="higher runs first
 GpuCount = Annotated[int, Meta(ge=0, le=64, description="distinct GPUs; 0 = CPU-only")]
 Bytes = Annotated[int, Meta(gt=0, description="bytes per GPU")]
 Percent = Annotated[float, Meta(ge=0, le=100)]
-JobId = Annotated[int, Meta(ge=1)]
+JobId = Annotated[int, Meta(ge=1, le=2**63 - 1)]  # SQLite's largest integer
 Command = Annotated[str, Meta(min_length=1, max_length=131072)]
 
 

@@ -78,6 +78,11 @@ class Policy:
     # user's own line by uid (None there: no limit for that user, e.g. an admin)
     max_gpus_per_user: int | None = None
     user_max_gpus: Mapping[int, int | None] = field(default_factory=dict)
+    # Fair share (core.fairshare): points a user's queued jobs gain for having used little
+    # of the machine lately (at most this many between two users), and each user's share
+    # of the machine by uid (1 when absent)
+    fair_share_weight: float = 2.0
+    shares: Mapping[int, float] = field(default_factory=dict)
 
     def limits_for(self, uuid: str, index: int) -> GpuLimits:
         return self.per_gpu_limits.get(uuid) or self.per_gpu_limits.get(str(index)) or self.limits

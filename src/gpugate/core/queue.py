@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from gpugate.core.fairshare import fair_share_points
 from gpugate.core.policy import Policy, QueueOrder
 from gpugate.model import Job
 from gpugate.states import JobState
@@ -39,18 +40,28 @@ def run_time_points(job: Job, weight: float) -> float:
     return weight * math.log2(REFERENCE_RUN_S / clamped)
 
 
-def in_queue_order(jobs: Sequence[Job], now: float, policy: Policy) -> list[Job]:
+def in_queue_order(
+    jobs: Sequence[Job],
+    now: float,
+    policy: Policy,
+    user_usage: Mapping[int, float] | None = None,
+) -> list[Job]:
     """The order in which ``schedule()`` considers queued jobs (``policy.order``)."""
     if policy.order is QueueOrder.FIFO:
         return sorted(jobs, key=lambda job: (job.waiting_since, job.id))
     if policy.order is QueueOrder.SHORTEST_FIRST:
         return sorted(jobs, key=_shortest_first_key)
-    return _by_priority(jobs, now, policy)
+    owners = {job.spec.owner_uid for job in jobs}
+    fair = fair_share_points(user_usage or {}, owners, policy)
+    return _by_priority(jobs, now, policy, fair)
 
 
-def _by_priority(jobs: Sequence[Job], now: float, policy: Policy) -> list[Job]:
-    """Highest rank first: effective priority plus run-time points; FIFO (submit time,
-    then id) among equals.
+def _by_priority(
+    jobs: Sequence[Job], now: float, policy: Policy, fair: Mapping[int, float]
+) -> list[Job]:
+    """Highest rank first: effective priority plus run-time points plus fair-share
+    points (``fair``, by owner; empty with one user); FIFO (submit time, then id) among
+    equals.
 
     Aging is linear, so ``priority + rate * (now - submitted)`` orders jobs exactly like
     ``priority - rate * submitted``: the key does not depend on ``now`` (jobs submitted in
@@ -63,6 +74,8 @@ def _by_priority(jobs: Sequence[Job], now: float, policy: Policy) -> list[Job]:
         since = job.waiting_since
         waited = now - since if now > since else 0.0
         rank = job.priority + rate * waited + run_time_points(job, weight)
+        if fair:
+            rank += fair.get(job.spec.owner_uid, 0.0)
         return -rank, job.submitted_at, job.id
 
     return sorted(jobs, key=key)

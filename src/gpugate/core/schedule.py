@@ -58,7 +58,7 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     ramping = {j.id for j in holders if j.state is JobState.STARTING} - done_ramping
     loads = build_loads(request.gpus, holders, request.usage, request.policy, ramping)
     queued = _not_yielded(jobs.queued, waiting)
-    ordered = in_queue_order(queued, request.now, request.policy)
+    ordered = in_queue_order(queued, request.now, request.policy, request.user_usage)
     cpu_jobs: list[Job] = []
     gpu_jobs = ordered
     if jobs.cpu_queued:  # split only when there is something to split: it costs a sweep

@@ -43,6 +43,8 @@ class SchedulingRequest:
     # the previous pass's drain: kept for that job, on those GPUs, while it waits, so the
     # room emptied for it is not handed to whichever job heads the queue next
     drain: Drain | None = None
+    # each user's recent GPU-seconds, decayed (core.fairshare.current_usage), by uid
+    user_usage: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

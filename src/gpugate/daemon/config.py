@@ -32,6 +32,11 @@ Example ``config.toml`` (every key optional)::
 
     [quotas]                      # per user (root and admin_group have none): quotas.py
     max_gpus = 4
+
+    [fair_share]                  # recent GPU time lowers a user's rank: core/fairshare.py
+    weight = 2.0                  # points between the least and the most served user
+    half_life_days = 7
+    shares = { alice = 2, "@ml" = 1.5 }   # by user, or by group ("@name"); 1 otherwise
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpugate.core.fairshare import DEFAULT_HALF_LIFE_S
 from gpugate.core.policy import GpuLimits, Policy
-from gpugate.daemon.quotas import QuotaError, Quotas, parse_quotas
+from gpugate.daemon.quotas import QuotaError, Quotas, parse_fair_share, parse_quotas
 from gpugate.model import PreemptMode
 
 
@@ -69,6 +75,7 @@ class DaemonConfig:
     socket_group: str = ""  # system mode: members may connect; "" = root only
     system: bool = False  # `serve --system`: run as root, jobs as their submitters
     quotas: Quotas = field(default_factory=Quotas)  # per user ([quotas]); GPUs in the policy
+    fair_share_half_life_s: float = DEFAULT_HALF_LIFE_S  # [fair_share] half_life_days
     recent_limit: int = 50  # finished jobs shown by `ls` by default
     policy: Policy = field(default_factory=lambda: Policy(max_cpu_jobs=os.cpu_count() or 1))
 
@@ -126,8 +133,8 @@ def _flatten(data: dict[str, Any], path: Path | None) -> dict[str, Any]:
         if key == "scheduler" and isinstance(value, dict):
             _check_keys(value, _SCHED_KEYS, f"{where} [scheduler]")
             flat.update(value)
-        elif key == "quotas" and isinstance(value, dict):
-            flat["quotas"] = value
+        elif key in ("quotas", "fair_share") and isinstance(value, dict):
+            flat[key] = value
         elif key == "gpu" and isinstance(value, dict):
             for gpu, limits in value.items():
                 _check_keys(limits, _LIMIT_KEYS, f'{where} [gpu."{gpu}"]')
@@ -176,8 +183,16 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         quotas = parse_quotas(flat.get("quotas", {}), admin_group)
     except QuotaError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        fair = parse_fair_share(flat.get("fair_share", {}), policy.fair_share_weight)
+    except QuotaError as exc:
+        raise ConfigError(str(exc)) from None
     policy = dataclasses.replace(
-        policy, max_gpus_per_user=quotas.default.max_gpus, user_max_gpus=quotas.gpu_lines()
+        policy,
+        max_gpus_per_user=quotas.default.max_gpus,
+        user_max_gpus=quotas.gpu_lines(),
+        fair_share_weight=fair.weight,
+        shares=fair.shares,
     )
     system = bool(flat.get("system", base.system))
     if flat.get("socket_group") and not system:
@@ -197,6 +212,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         default_preempt=_preempt_mode(flat.get("default_preempt", base.default_preempt)),
         admin_group=admin_group,
         quotas=quotas,
+        fair_share_half_life_s=fair.half_life_s,
         socket_group=_group(flat.get("socket_group", base.socket_group), "socket_group"),
         system=system,
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from gpugate.core.fairshare import UsageLedger, current_usage, fair_share_points
 from gpugate.core.schedule import schedule
 from gpugate.core.smoothing import UtilWindow
 from gpugate.core.types import Drain, GpuView, Preemption, SchedulingReply, SchedulingRequest
@@ -70,6 +71,9 @@ class Engine:
         self.checkpoint_due: dict[int, float] = {}  # job id -> end of its checkpoint grace
         self.released_pids: dict[int, list[int]] = {}  # job -> its processes on host memory
         self.exited: set[int] = set()  # jobs whose process signalled an exit
+        self.ledger = _rebuilt_ledger(store, config.fair_share_half_life_s, clock())
+        self.last_user_usage: dict[int, float] = {}
+        self.fair_points: dict[int, float] = {}  # by uid, as the last pass ranked
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
         self._time_deadline: float | None = None
@@ -186,8 +190,21 @@ class Engine:
             times.append(self._time_deadline)
         return min(times, default=None)
 
+    def user_usage(self, now: float) -> dict[int, float]:
+        """Each user's decayed GPU-seconds, the runs going now included (fair share)."""
+        if self.config.policy.fair_share_weight == 0:
+            return {}
+        holding = [self.active[i] for i in self._holding if i in self.active]
+        return current_usage(self.ledger, holding, now)
+
     def _request(self, now: float) -> SchedulingRequest:
+        self.last_user_usage = self.user_usage(now)  # what the pass ranked by; views explain
+        self.fair_points = {}
+        if self.last_user_usage:
+            owners = {j.spec.owner_uid for j in self.active.values() if j.state is JobState.QUEUED}
+            self.fair_points = fair_share_points(self.last_user_usage, owners, self.config.policy)
         return SchedulingRequest(
+            user_usage=self.last_user_usage,
             now=now,
             gpus=self.gpu_views(),
             jobs=list(self.active.values()),
@@ -560,6 +577,7 @@ class Engine:
             elif job.id in self._holding:
                 self._holding.discard(job.id)
                 self._forget_usage(job.id)
+                self._count_run(self.active.get(job.id), job)
             if job.state.is_terminal:
                 self.active.pop(job.id, None)
                 self.reasons.pop(job.id, None)
@@ -570,6 +588,14 @@ class Engine:
             else:
                 self.active[job.id] = job
         self._commit(self._now_eligible(ended))
+
+    def _count_run(self, before: Job | None, after: Job) -> None:
+        """A run left the GPUs (ended, or requeued): its GPU time goes to its owner."""
+        started = before.started_at if before is not None else after.started_at
+        if started is None or not after.spec.gpus:
+            return
+        ended = after.ended_at or self.clock()
+        self.ledger.add(after.spec.owner_uid, after.spec.gpus * (ended - started), ended)
 
     def _forget_usage(self, job_id: int) -> None:
         """A job's processes are gone, and with them the memory they held: take it off the
@@ -628,6 +654,17 @@ def describe_exit(code: int) -> str:
         except ValueError:
             pass
     return f"exited {code}"
+
+
+def _rebuilt_ledger(store: Store, half_life_s: float, now: float) -> UsageLedger:
+    """Fair share's ledger after a (re)start: each GPU job's last run that ended within
+    ten half-lives (older ones weigh under 0.1%). Earlier runs of a requeued job are not
+    kept in the store and are not counted."""
+    ledger = UsageLedger(half_life_s)
+    runs = store.gpu_runs_ended_since(now - 10 * half_life_s)
+    for run in sorted(runs, key=lambda r: r.ended_at):
+        ledger.add(run.owner_uid, run.gpus * (run.ended_at - run.started_at), run.ended_at)
+    return ledger
 
 
 LOG_TAIL_BYTES = 64 * 1024  # where a framework's out-of-memory line would be

@@ -1,4 +1,4 @@
-"""Per-user quotas, from the ``[quotas]`` table of config.toml.
+"""Per-user quotas (``[quotas]``) and fair-share settings (``[fair_share]``) of config.toml.
 
 ::
 
@@ -16,6 +16,7 @@ Root and the members of ``admin_group`` have no quota. A key left out means no l
 from __future__ import annotations
 
 import grp
+import math
 import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,56 @@ def parse_quotas(table: Mapping[str, Any], admin_group: str) -> Quotas:
             raise QuotaError(f"{where}: no user named {name!r} on this machine") from None
         by_uid[uid] = _limits(lines, default, where)
     return Quotas(default, by_uid, frozenset({0, *_members(admin_group)}))
+
+
+@dataclass(frozen=True, slots=True)
+class FairShareSettings:
+    weight: float
+    half_life_s: float
+    shares: Mapping[int, float]  # by uid; users not listed have 1
+
+
+def parse_fair_share(table: Mapping[str, Any], default_weight: float) -> FairShareSettings:
+    """``[fair_share]``: weight, half_life_days, and shares by user or "@group" (a
+    user's own entry wins over their groups'; among groups, the largest)."""
+    unknown = set(table) - {"weight", "half_life_days", "shares"}
+    if unknown:
+        raise QuotaError(f"[fair_share]: unknown key(s) {', '.join(sorted(unknown))}")
+    weight = _positive(table.get("weight", default_weight), "weight", allow_zero=True)
+    half_life_s = _positive(table.get("half_life_days", 7), "half_life_days") * 86400
+    shares = table.get("shares", {})
+    if not isinstance(shares, dict):
+        raise QuotaError("[fair_share] shares must be a table: name = share")
+    by_uid: dict[int, float] = {}
+    for name, value in sorted(shares.items(), key=lambda kv: not kv[0].startswith("@")):
+        share = _positive(value, f"shares.{name}")
+        for uid in _uids(name):  # groups first, then users over them
+            if name.startswith("@"):
+                by_uid[uid] = max(by_uid.get(uid, 0.0), share)
+            else:
+                by_uid[uid] = share
+    return FairShareSettings(weight, half_life_s, by_uid)
+
+
+def _positive(value: Any, key: str, allow_zero: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        low = ">= 0" if allow_zero else "> 0"
+        raise QuotaError(f"[fair_share] {key} must be a finite number {low}, not {value!r}")
+    return float(value)
+
+
+def _uids(name: str) -> set[int]:
+    """A user's uid, or the members of "@group"."""
+    if name.startswith("@"):
+        try:
+            return _members(name[1:])
+        except KeyError:
+            raise QuotaError(f"[fair_share] shares: no group named {name[1:]!r}") from None
+    try:
+        return {pwd.getpwnam(name).pw_uid}
+    except KeyError:
+        raise QuotaError(f"[fair_share] shares: no user named {name!r}") from None
 
 
 def _limits(table: Mapping[str, Any], base: Limits, where: str) -> Limits:

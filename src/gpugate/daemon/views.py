@@ -8,14 +8,17 @@ from gpugate.api import schemas as api
 from gpugate.core.load import GpuLoad, build_loads
 from gpugate.core.queue import in_queue_order
 from gpugate.daemon.engine import Engine
+from gpugate.daemon.identity import user_name
 from gpugate.model import GpuSnapshot, Job, Transition
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
 from gpugate.states import JobState
 
 
-def job_view(engine: Engine, job: Job) -> api.JobView:
+def job_view(engine: Engine, job: Job, fair: FairShareNote | None = None) -> api.JobView:
     index_of = {g.uuid: g.index for g in engine.snapshot.gpus}
     reason = engine.reasons.get(job.id, job.reason) if job.is_active else job.reason
+    if job.state is JobState.QUEUED:
+        reason += (fair or FairShareNote(engine)).of(job.spec.owner_uid)
     return api.JobView(
         id=job.id,
         name=job.spec.name,
@@ -73,14 +76,44 @@ def job_list(
     queued = [j for j in active if j.state is JobState.QUEUED]
     if queued_limit is not None and len(queued) > queued_limit:
         policy = engine.config.policy
-        queued = in_queue_order(queued, engine.clock(), policy)[:queued_limit]
+        queued = in_queue_order(queued, engine.clock(), policy, engine.last_user_usage)
+        queued = queued[:queued_limit]
     others = sorted((j for j in active if j.state is not JobState.QUEUED), key=lambda j: j.id)
     # the most recently ended, shown like the rest in id order
     recent = sorted(engine.store.recent(recent_limit), key=lambda j: j.id) if recent_limit else []
     jobs = others + sorted(queued, key=lambda j: j.id) + recent
     if states:
         jobs = [j for j in jobs if j.state.value in states]
-    return api.JobList([job_view(engine, j) for j in jobs], dict(counts))
+    fair = FairShareNote(engine)
+    return api.JobList([job_view(engine, j, fair) for j in jobs], dict(counts))
+
+
+class FairShareNote:
+    """What fair share did to a queued job's rank, as words for its reason: the points
+    its owner's recent GPU time cost it against the least-served user in play."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._usage = engine.last_user_usage
+        self._total = sum(self._usage.values())
+        self._points = engine.fair_points
+        self._best = max(self._points.values(), default=0.0)
+        self._said: dict[int, str] = {}
+
+    def of(self, uid: int) -> str:
+        if uid not in self._said:
+            self._said[uid] = self._words(uid)
+        return self._said[uid]
+
+    def _words(self, uid: int) -> str:
+        behind = self._best - self._points.get(uid, self._best)
+        if behind < 0.05:
+            return ""
+        used = self._usage.get(uid, 0.0)
+        share = 100 * used / self._total if self._total else 0.0
+        return (
+            f"; fair share: -{behind:.1f} points ({user_name(uid)} used {used / 3600:.1f}"
+            f" GPU-h lately, {share:.0f}% of all recent use)"
+        )
 
 
 def gpu_list(engine: Engine) -> api.GpuList:

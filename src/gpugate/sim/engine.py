@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from gpugate.core.expectation import expected_use
+from gpugate.core.fairshare import DEFAULT_HALF_LIFE_S, UsageLedger, current_usage
 from gpugate.core.limits import never_fits
 from gpugate.core.policy import Policy
 from gpugate.core.schedule import schedule
@@ -101,6 +102,7 @@ class SimConfig:
     # what every job allows at submit (--preempt): never, or checkpoint (requeue: from scratch)
     preempt: PreemptMode = PreemptMode.NEVER
     checkpoint_s: float = 60.0  # a checkpointing job saves this long, and restores as long
+    fair_share_half_life_s: float = DEFAULT_HALF_LIFE_S  # users' GPU time decays this fast
 
 
 class Simulation:
@@ -137,6 +139,10 @@ class Simulation:
         self.work_left: dict[int, float] = {}  # solo seconds left of a preempted job's run
         self.passes = 0
         self.ended = 0
+        # users become uids (in name order) so the core's fair share and quotas see them
+        self.uids = {name: i for i, name in enumerate(sorted({j.user for j in jobs}))}
+        self.ledger = UsageLedger(config.fair_share_half_life_s)
+        self._fair_share = len(self.uids) > 1 and policy.fair_share_weight > 0
         for job in jobs:
             self._push(job.submit_s, Kind.ARRIVE, job.id)
 
@@ -183,7 +189,7 @@ class Simulation:
 
     # ------------------------------------------------------------------------- events
     def _arrive(self, sim_job: SimJob, now: float) -> None:
-        job = _as_gpugate_job(sim_job, self._expected_run_s(sim_job), preempt=self.config.preempt)
+        job = self._as_job(sim_job)
         if never_fits(job.spec.gpus, job.expected, self.machine.views(), self.policy):
             self._finish_record(sim_job.id, now, Outcome.REFUSED)
             return
@@ -201,6 +207,7 @@ class Simulation:
         self._reschedule_ends(self.machine.remove(job_id, now))
         job = self.active.pop(job_id)
         advance(job, JobState.SUCCEEDED, now, "exited 0")  # checks the edge is legal
+        self._count_run(job, now)
         self._finish_record(job_id, now, Outcome.COMPLETED)
         started = self.records[job_id].start_s
         if started is not None:  # what the daemon's store learns: the run as it really went
@@ -215,16 +222,28 @@ class Simulation:
         self.work_left.pop(job_id, None)  # crashed while saving: the save is lost too
         job = self.active.pop(job_id)
         advance(job, JobState.FAILED, now, "CUDA out of memory")
+        self._count_run(job, now)
         record = self.records[job_id]
         record.oom_crashes += 1
         if record.oom_crashes > self.config.max_oom_retries:
             self._finish_record(job_id, now, Outcome.FAILED_OOM)
             return
         # resubmitted at once, as its user (or a retry wrapper) would: back of its class
-        sim_job = self.jobs[job_id]
-        self.active[job_id] = _as_gpugate_job(
-            sim_job, self._expected_run_s(sim_job), now, preempt=self.config.preempt
+        self.active[job_id] = self._as_job(self.jobs[job_id], queued_at=now)
+
+    def _as_job(self, sim_job: SimJob, queued_at: float | None = None) -> Job:
+        return _as_gpugate_job(
+            sim_job,
+            self._expected_run_s(sim_job),
+            queued_at,
+            preempt=self.config.preempt,
+            owner_uid=self.uids[sim_job.user],
         )
+
+    def _count_run(self, job: Job, now: float) -> None:
+        """Fair share: a run that leaves the GPUs counts its GPU time for its owner."""
+        if job.started_at is not None and job.spec.gpus:
+            self.ledger.add(job.spec.owner_uid, job.spec.gpus * (now - job.started_at), now)
 
     def _finish_record(self, job_id: int, now: float, outcome: str) -> None:
         record = self.records[job_id]
@@ -249,12 +268,19 @@ class Simulation:
                 policy=self.policy,
                 usage=self.machine.usage(),
                 drain=self._drain,
+                user_usage=self._user_usage(now),
             )
         )
         self._drain = reply.drain
         self.passes += 1
         self._act(reply, now)
         self._sample(now)
+
+    def _user_usage(self, now: float) -> dict[int, float]:
+        if not self._fair_share:
+            return {}
+        holders = [j for j in self.active.values() if j.started_at is not None]
+        return current_usage(self.ledger, holders, now)
 
     def _act(self, reply: SchedulingReply, now: float) -> None:
         for verdict in reply.ramped:
@@ -314,6 +340,7 @@ class Simulation:
 
     def _yield(self, job_id: int, now: float) -> None:
         job = self.active[job_id]
+        self._count_run(job, now)
         self._reschedule_ends(self.machine.remove(job_id, now))
         self.active[job_id], _ = advance(
             job,
@@ -341,6 +368,7 @@ def _as_gpugate_job(
     run_s: float | None,
     queued_at: float | None = None,
     preempt: PreemptMode = PreemptMode.NEVER,
+    owner_uid: int = 0,
 ) -> Job:
     """The job as the daemon would store it right after ``gpugate submit``, expected to
     run ``run_s`` (None: never seen succeed)."""
@@ -352,6 +380,7 @@ def _as_gpugate_job(
         mem_bytes=sim_job.declared_mem_bytes,
         util_pct=None if sim_job.declared_mem_bytes is None else sim_job.declared_util_pct,
         name=sim_job.name,
+        owner_uid=owner_uid,
     )
     expected = dataclasses.replace(expected_use(spec), run_s=run_s)
     return Job(

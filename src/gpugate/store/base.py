@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gpugate.model import Job, Transition
 from gpugate.states import JobState
@@ -18,6 +18,13 @@ class UnknownJob(KeyError):
 
     def __str__(self) -> str:
         return f"no job with id {self.job_id}"
+
+
+class GpuRun(NamedTuple):
+    owner_uid: int
+    gpus: int
+    started_at: float
+    ended_at: float
 
 
 class Store(Protocol):
@@ -69,6 +76,11 @@ class Store(Protocol):
     def recent_successes(self, command: str, limit: int) -> list[Job]:
         """Up to ``limit`` succeeded jobs with exactly this command, the most recently
         ended first: what gpugate learns a command's memory, utilization and run time from."""
+        ...
+
+    def gpu_runs_ended_since(self, since: float) -> list[GpuRun]:
+        """The last run of each GPU job that ended at or after ``since``: whose, how
+        many GPUs, from when to when (what fair share rebuilds its ledger from)."""
         ...
 
     def close(self) -> None: ...

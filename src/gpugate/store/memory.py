@@ -14,7 +14,7 @@ from typing import Any
 
 from gpugate.model import Job, Transition
 from gpugate.states import JobState
-from gpugate.store.base import UnknownJob
+from gpugate.store.base import GpuRun, UnknownJob
 
 
 def _detached(job: Job, **changes: Any) -> Job:
@@ -96,6 +96,17 @@ class MemoryStore:
         with self._lock:
             succeeded = (self._jobs[i] for i in self._succeeded_ids.get(command, ()))
             return heapq.nlargest(max(limit, 0), succeeded, key=_newest_end)
+
+    def gpu_runs_ended_since(self, since: float) -> list[GpuRun]:
+        with self._lock:
+            return [
+                GpuRun(j.spec.owner_uid, j.spec.gpus, j.started_at, j.ended_at)
+                for j in self._jobs.values()
+                if j.spec.gpus
+                and j.started_at is not None
+                and j.ended_at is not None
+                and j.ended_at >= since
+            ]
 
     def close(self) -> None:
         """Nothing to release; the jobs stay readable, as after reopening SQLite."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, PreemptMode, Transition
 from gpugate.states import TERMINAL, JobState
-from gpugate.store.base import UnknownJob
+from gpugate.store.base import GpuRun, UnknownJob
 from gpugate.store.migrations import migrate, refuse_newer, transaction
 
 
@@ -86,6 +86,10 @@ _NEWEST_END = "ORDER BY ended_at DESC, id DESC"
 # "+state": keeps SQLite off the state index, which would sort every ended job for a few.
 _SELECT_RECENT = (
     f"{_SELECT_JOBS} WHERE +state IN ({_placeholders(len(_TERMINAL_STATES))}) {_NEWEST_END} LIMIT ?"
+)
+_SELECT_GPU_RUNS = (  # jobs_by_ended serves the range
+    "SELECT owner_uid, gpus, started_at, ended_at FROM jobs"
+    " WHERE ended_at >= ? AND gpus > 0 AND started_at IS NOT NULL"
 )
 _SELECT_SUCCESSES = f"{_SELECT_JOBS} WHERE command = ? AND state = ? {_NEWEST_END} LIMIT ?"
 
@@ -287,6 +291,11 @@ class SqliteStore:
 
     def recent_successes(self, command: str, limit: int) -> list[Job]:
         return self._jobs(_SELECT_SUCCESSES, (command, JobState.SUCCEEDED.value, max(limit, 0)))
+
+    def gpu_runs_ended_since(self, since: float) -> list[GpuRun]:
+        with self._lock:
+            rows = self._conn.execute(_SELECT_GPU_RUNS, (since,))
+            return [GpuRun(*row) for row in rows]
 
     def close(self) -> None:
         with self._lock:
