@@ -90,6 +90,11 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
                 command, cwd="/", env=env, priority=priority, hold=hold, **size
             )
             return {"id": job.id}
+        if action == "show":
+            job = client.show(int(rest[0])).job
+            return {"command": job.command, "state": job.state}
+        if action == "logs":
+            return {"log": client.logs(int(rest[0])).decode()}
         getattr(client, action)(int(rest[0]))
         return {"ok": True}
     except ApiError as exc:
@@ -103,11 +108,17 @@ def shared_daemon(make_daemon: Callable[..., RunningDaemon], tmp_path: Path) -> 
     """A daemon whose socket the second user can reach (user mode keeps it owner-only;
     the test opens it, as a system-mode daemon does for its group)."""
     daemon = make_daemon()
-    for path in (*reversed(tmp_path.parents[:-1]), tmp_path, daemon.home):
-        if path != Path("/"):
-            path.chmod(path.stat().st_mode | 0o011)  # traverse only
-    (daemon.home / "gpugate.sock").chmod(0o666)
+    open_to_others(daemon)
     return daemon
+
+
+def open_to_others(daemon: RunningDaemon, socket_too: bool = True) -> None:
+    """Let other users reach the daemon's socket: traverse every directory on the way
+    (never list), and (``socket_too``) open the socket itself."""
+    for path in (*reversed(daemon.home.parents[:-1]), daemon.home):
+        path.chmod(path.stat().st_mode | 0o011)
+    if socket_too:
+        (daemon.home / "gpugate.sock").chmod(0o666)
 
 
 def test_a_job_belongs_to_whoever_the_kernel_says_submitted_it(
@@ -194,9 +205,7 @@ def test_system_mode_opens_the_socket_to_its_group_only(
     daemon = make_daemon(
         top_config=f'socket_group = "{group}"\n', serve_args=("--system", "--home", str(home))
     )
-    for path in reversed(tmp_path.parents[:-1]):
-        path.chmod(path.stat().st_mode | 0o011)
-    tmp_path.chmod(tmp_path.stat().st_mode | 0o011)
+    open_to_others(daemon, socket_too=False)  # the socket's mode is the daemon's to set
     sock = (daemon.home / "gpugate.sock").stat()
     assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, member.pw_gid)
     assert as_user(outsider, daemon, "health") == {"connect": "PermissionError"}
@@ -217,10 +226,7 @@ def test_queue_and_priority_quotas_refuse_a_user_but_not_root(
     config.write_text(config.read_text() + quotas + "max_queued = 1\n")
     daemon.stop()
     daemon.start()
-    for path in (*reversed(tmp_path.parents[:-1]), tmp_path, daemon.home):
-        if path != Path("/"):
-            path.chmod(path.stat().st_mode | 0o011)
-    (daemon.home / "gpugate.sock").chmod(0o666)
+    open_to_others(daemon)
 
     too_high = as_user(user, daemon, "submit", "true", "5")
     assert too_high["status"] == 403
@@ -260,3 +266,31 @@ def test_fair_share_lets_the_user_who_used_less_go_first_and_says_so(
     assert daemon.state(roots) == "queued"
     for job in (roots, theirs):
         daemon.client.cancel(job)
+
+
+def test_the_user_mode_socket_refuses_other_users(
+    daemon: RunningDaemon, other_user: pwd.struct_passwd, tmp_path: Path
+) -> None:
+    """User mode: even with every directory on the way open, the socket is 0600."""
+    open_to_others(daemon, socket_too=False)
+    assert (daemon.home / "gpugate.sock").stat().st_mode & 0o777 == 0o600
+    assert as_user(other_user, daemon, "health") == {"connect": "PermissionError"}
+
+
+def test_others_commands_and_logs_can_be_private(
+    make_daemon: Callable[..., RunningDaemon], make_user: Callable[[], pwd.struct_passwd]
+) -> None:
+    """With others_see_commands = false, another user sees root's job's state but not its
+    command, and may not read its logs (403, audited); root sees everything."""
+    user = make_user()
+    daemon = make_daemon(top_config="others_see_commands = false\n")
+    open_to_others(daemon)
+    secret = daemon.submit("echo the-secret-token", gpus=0)
+    daemon.wait_state(secret, "succeeded")
+    seen = as_user(user, daemon, "show", str(secret))
+    assert seen["command"] == "(hidden)" and seen["state"] == "succeeded"
+    assert as_user(user, daemon, "logs", str(secret))["status"] == 403
+    assert "the-secret-token" in daemon.client.logs(secret).decode()
+    assert daemon.client.show(secret).job.command == "echo the-secret-token"
+    audit = (daemon.home / "audit.log").read_text()
+    assert '"action": "logs"' in audit

@@ -181,3 +181,11 @@ def test_fair_share_settings_and_shares_by_user_and_group(tmp_path: Path) -> Non
 def test_bad_fair_share_settings_are_refused(tmp_path: Path, table: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(config_file(tmp_path, f"[fair_share]\n{table}\n"))
+
+
+def test_others_see_commands_is_a_boolean(tmp_path: Path) -> None:
+    assert load_config(None).others_see_commands is True
+    hidden = load_config(config_file(tmp_path, "others_see_commands = false\n"))
+    assert hidden.others_see_commands is False
+    with pytest.raises(ConfigError, match="others_see_commands must be true or false"):
+        load_config(config_file(tmp_path, 'others_see_commands = "no"\n'))

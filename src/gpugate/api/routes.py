@@ -112,6 +112,7 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
             known = ", ".join(state.value for state in JobState)
             raise ServiceError(f"unknown state(s) {', '.join(sorted(unknown))} (known: {known})")
         listing = views.job_list(engine, limit, states or None, None if queued < 0 else queued)
+        listing.jobs = [service.as_seen_by(peer(request), view) for view in listing.jobs]
         return json_response(listing)
 
     async def jobs_route(request: Request) -> Response:
@@ -120,7 +121,8 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
 
     async def show(request: Request) -> Response:
         job = service.job(job_id(request))
-        return json_response(views.job_detail(engine, job, engine.store.history(job.id)))
+        detail = views.job_detail(engine, job, engine.store.history(job.id))
+        return json_response(service.detail_as_seen_by(peer(request), detail))
 
     def action(name: str) -> Handler:
         async def act(request: Request) -> Response:
@@ -149,11 +151,12 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
             if left <= 0:
                 break
             await daemon.wait_for_change(left)
-        return json_response(api.ActionResult(views.job_view(engine, job)))
+        seen = service.as_seen_by(peer(request), views.job_view(engine, job))
+        return json_response(api.ActionResult(seen))
 
     async def logs(request: Request) -> Response:
         ident = job_id(request)
-        service.job(ident)
+        service.may_read_logs(peer(request), ident)
         stream = request.query_params.get("stream", "stdout")
         if stream not in ("stdout", "stderr"):
             raise ServiceError("stream must be stdout or stderr")

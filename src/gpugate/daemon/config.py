@@ -12,6 +12,7 @@ Example ``config.toml`` (every key optional)::
     default_preempt = "never"     # for jobs submitted without --preempt
     admin_group = ""              # its members may act on every job (root always may)
     socket_group = ""             # --system: this group may connect (socket mode 0660)
+    others_see_commands = true    # false: others' commands, directories and logs are hidden
 
     [scheduler]
     util_headroom_pct = 90
@@ -73,6 +74,7 @@ class DaemonConfig:
     default_preempt: str = "never"  # the site default of --preempt
     admin_group: str = ""  # members may act on any user's job; "" = root only
     socket_group: str = ""  # system mode: members may connect; "" = root only
+    others_see_commands: bool = True  # false: only owners and admins see commands and logs
     system: bool = False  # `serve --system`: run as root, jobs as their submitters
     quotas: Quotas = field(default_factory=Quotas)  # per user ([quotas]); GPUs in the policy
     fair_share_half_life_s: float = DEFAULT_HALF_LIFE_S  # [fair_share] half_life_days
@@ -92,6 +94,7 @@ _TOP_KEYS = {
     "default_preempt",
     "admin_group",
     "socket_group",
+    "others_see_commands",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -214,6 +217,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         quotas=quotas,
         fair_share_half_life_s=fair.half_life_s,
         socket_group=_group(flat.get("socket_group", base.socket_group), "socket_group"),
+        others_see_commands=_bool(flat, "others_see_commands", base.others_see_commands),
         system=system,
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
@@ -257,6 +261,13 @@ def _group(value: Any, key: str = "admin_group") -> str:
         grp.getgrnam(value)
     except KeyError:
         raise ConfigError(f"{key}: no group named {value!r} on this machine") from None
+    return value
+
+
+def _bool(flat: dict[str, Any], key: str, default: bool) -> bool:
+    value = flat.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, not {value!r}")
     return value
 
 

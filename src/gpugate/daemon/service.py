@@ -11,6 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import msgspec
+
+from gpugate.api import schemas as api
 from gpugate.api.schemas import JobSubmission, SimLoadRequest
 from gpugate.core.expectation import expected_use
 from gpugate.core.limits import never_fits
@@ -22,6 +25,8 @@ from gpugate.lifecycle import advance
 from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, PreemptMode, Transition
 from gpugate.states import IllegalTransition, JobState
 from gpugate.store.base import UnknownJob
+
+HIDDEN = "(hidden)"  # what others see of a job's command with others_see_commands = false
 
 
 class ServiceError(ValueError):
@@ -38,6 +43,36 @@ class Service:
         self.wake = wake
         self.authority = Authority(engine.config.admin_group)
         self.audit = AuditLog(engine.paths.audit_log)
+
+    def sees_details(self, peer: Peer, owner_uid: int) -> bool:
+        """Whether ``peer`` sees the command, directory and logs of a job of this owner:
+        always its own and an admin; others' too unless ``others_see_commands = false``."""
+        return self.engine.config.others_see_commands or self.authority.may_control(
+            peer.uid, owner_uid
+        )
+
+    def as_seen_by(self, peer: Peer, view: api.JobView) -> api.JobView:
+        if self.sees_details(peer, view.owner_uid):
+            return view
+        return msgspec.structs.replace(view, command=HIDDEN, name="")
+
+    def detail_as_seen_by(self, peer: Peer, detail: api.JobDetail) -> api.JobDetail:
+        if self.sees_details(peer, detail.job.owner_uid):
+            return detail
+        return msgspec.structs.replace(
+            detail,
+            job=self.as_seen_by(peer, detail.job),
+            cwd=HIDDEN,
+            stdout_path=HIDDEN,
+            stderr_path=HIDDEN,
+        )
+
+    def may_read_logs(self, peer: Peer, job_id: int) -> None:
+        job = self.job(job_id)
+        if not self.sees_details(peer, job.spec.owner_uid):
+            why = f"job {job_id} belongs to {user_name(job.spec.owner_uid)}: its logs are private"
+            self.audit.refused(peer, "logs", job_id, why)
+            raise ServiceError(why, status=403)
 
     def authorize(self, peer: Peer, action: str, job_id: int) -> Job:
         """The job, if ``peer`` may act on it (its owner, root, the admin group); else a
