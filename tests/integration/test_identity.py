@@ -4,14 +4,18 @@ daemon and a real second user (created for the test: needs root, as CI runs)."""
 from __future__ import annotations
 
 import grp
+import http.client
 import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +94,8 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
                 command, cwd="/", env=env, priority=priority, hold=hold, **size
             )
             return {"id": job.id}
+        if action == "token":
+            return {"token": client.create_token().token}
         if action == "show":
             job = client.show(int(rest[0])).job
             return {"command": job.command, "state": job.state}
@@ -294,3 +300,69 @@ def test_others_commands_and_logs_can_be_private(
     assert daemon.client.show(secret).job.command == "echo the-secret-token"
     audit = (daemon.home / "audit.log").read_text()
     assert '"action": "logs"' in audit
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def over_tcp(
+    port: int, method: str, path: str, body: object = None, **headers: str
+) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        payload = None if body is None else json.dumps(body)
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_tcp_needs_a_token_and_runs_as_its_user(
+    make_daemon: Callable[..., RunningDaemon], other_user: pwd.struct_passwd
+) -> None:
+    """The API on TCP: no token 401; a token made by a user over the Unix socket makes
+    a request over TCP theirs; forged Host or Origin refused; no tokens made over TCP."""
+    port = free_port()
+    daemon = make_daemon(top_config=f'tcp = "127.0.0.1:{port}"\n')
+    open_to_others(daemon)
+    status, body = over_tcp(port, "GET", "/v1/jobs")
+    assert status == 401 and "gpugate token" in body["error"]
+    assert over_tcp(port, "GET", "/v1/jobs", Authorization="Bearer forged")[0] == 401
+
+    token = str(as_user(other_user, daemon, "token")["token"])
+    auth = {"Authorization": f"Bearer {token}"}
+    job = {"command": "sleep 30", "cwd": "/", "gpus": 0}
+    status, body = over_tcp(port, "POST", "/v1/jobs", {"jobs": [job]}, **auth)
+    assert status == 201
+    assert body["jobs"][0]["owner_uid"] == other_user.pw_uid  # the token's user, not root
+    theirs = body["jobs"][0]["id"]
+    root_job = daemon.submit("sleep 30", gpus=0)
+    assert over_tcp(port, "POST", f"/v1/jobs/{root_job}/cancel", **auth)[0] == 403
+
+    rebinding = {**auth, "Host": f"evil.example:{port}"}
+    assert over_tcp(port, "GET", "/v1/jobs", **rebinding)[0] == 403
+    forged = {**auth, "Origin": "http://evil.example"}
+    assert over_tcp(port, "POST", f"/v1/jobs/{theirs}/cancel", **forged)[0] == 403
+    assert daemon.state(theirs) in ("queued", "running")  # the forged cancel did nothing
+    assert over_tcp(port, "POST", "/v1/tokens", **auth)[0] == 403
+    for job_id in (theirs, root_job):
+        daemon.client.cancel(job_id)
+
+
+def test_gpugate_token_writes_a_private_file(daemon: RunningDaemon, tmp_path: Path) -> None:
+    env_home = tmp_path / "config"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "gpugate"), "token"],
+        env={**daemon.env, "XDG_CONFIG_HOME": str(env_home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    path = env_home / "gpugate" / "token"
+    assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text().strip()) > 30

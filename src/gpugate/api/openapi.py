@@ -65,6 +65,8 @@ def openapi_document() -> dict[str, Any]:
         api.Health,
         api.ErrorBody,
         api.SimLoadRequest,
+        api.TokenResult,
+        api.RevokeResult,
     ]
     _, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
@@ -138,6 +140,15 @@ def openapi_document() -> dict[str, Any]:
             }
         },
         f"{p}/gpus": {"get": {"summary": "what the monitor sees", "responses": _ok("GpuList")}},
+        f"{p}/tokens": {
+            "post": {
+                "summary": "a new token for the API on TCP for the caller (Unix socket only)",
+                "responses": _ok("TokenResult", "201"),
+            }
+        },
+        f"{p}/tokens/revoke": {
+            "post": {"summary": "revoke the caller's token", "responses": _ok("RevokeResult")}
+        },
         f"{p}/sim/load": {
             "post": {
                 "summary": "inject outside load on a simulated GPU",

@@ -24,8 +24,9 @@ from gpugate import __version__
 from gpugate.api import schemas as api
 from gpugate.api.openapi import openapi_document
 from gpugate.daemon import views
-from gpugate.daemon.identity import PEER_KEY, Peer
+from gpugate.daemon.identity import PEER_KEY, TCP_KEY, Peer
 from gpugate.daemon.service import Service, ServiceError
+from gpugate.daemon.tokens import TcpGuard, TokenStore
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
 from gpugate.states import JobState
 
@@ -69,8 +70,10 @@ def guarded(handler: Handler) -> Handler:
     return wrapped
 
 
-def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
+def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
+    """The API; with ``tcp`` (the address it also listens on), behind the TCP guard."""
     engine = service.engine
+    tokens = TokenStore(engine.paths.tokens)
 
     def peer(request: Request) -> Peer:
         """The kernel's word on who connected (SO_PEERCRED, see daemon.identity). Without
@@ -179,6 +182,14 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         service.sim_load(msgspec.json.decode(await request.body(), type=api.SimLoadRequest))
         return json_response(views.gpu_list(engine))
 
+    async def new_token(request: Request) -> Response:
+        caller = _over_unix(request, peer(request))
+        return json_response(api.TokenResult(tokens.create(caller.uid), caller.uid), 201)
+
+    async def revoke_token(request: Request) -> Response:
+        caller = _over_unix(request, peer(request))
+        return json_response(api.RevokeResult(tokens.revoke(caller.uid)))
+
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
 
@@ -198,9 +209,19 @@ def build_app(service: Service, daemon: DaemonHandle) -> Starlette:
         Route(p + "/jobs/{job_id:int}/logs", guarded(logs), methods=["GET"]),
         Route(f"{p}/gpus", guarded(gpus), methods=["GET"]),
         Route(f"{p}/sim/load", guarded(sim_load), methods=["POST"]),
+        Route(f"{p}/tokens", guarded(new_token), methods=["POST"]),
+        Route(f"{p}/tokens/revoke", guarded(revoke_token), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return TcpGuard(app, tokens, tcp) if tcp else app
+
+
+def _over_unix(request: Request, caller: Peer) -> Peer:
+    """Tokens are made and revoked only where the kernel names the caller."""
+    if (request.scope.get("state") or {}).get(TCP_KEY):
+        raise ServiceError("tokens are made over the Unix socket (`gpugate token`)", 403)
+    return caller
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

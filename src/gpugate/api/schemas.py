@@ -162,3 +162,14 @@ class Health(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: str
+
+
+class TokenResult(msgspec.Struct):
+    """A new token for the HTTP API on TCP (shown once; the daemon keeps its hash)."""
+
+    token: str
+    uid: int
+
+
+class RevokeResult(msgspec.Struct):
+    revoked: bool

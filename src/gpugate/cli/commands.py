@@ -187,6 +187,29 @@ def cmd_checkpoint(args: argparse.Namespace, client: Client) -> int:
     return _each(args.ids, client.checkpoint)
 
 
+def cmd_token(args: argparse.Namespace, client: Client) -> int:
+    """Make (or revoke) the caller's token; it is kept in a file only they can read."""
+    path = token_path()
+    if args.revoke:
+        revoked = client.revoke_token()
+        path.unlink(missing_ok=True)
+        print("token revoked" if revoked else "you had no token")
+        return 0
+    made = client.create_token()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(made.token + "\n")
+    print(f"token written to {path} (mode 0600); it replaces any earlier one")
+    print("use it as: Authorization: Bearer <token>")
+    return 0
+
+
+def token_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "gpugate" / "token"
+
+
 def cmd_priority(args: argparse.Namespace, client: Client) -> int:
     job = client.set_priority(args.id, args.priority)
     print(f"job {job.id}: priority {job.priority}")

@@ -26,6 +26,7 @@ from gpugate.cli.commands import (
     cmd_sim,
     cmd_submit,
     cmd_suspend,
+    cmd_token,
     cmd_wait,
 )
 from gpugate.cli.errors import EXIT_USAGE, CliError
@@ -143,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("ids", type=_job_id, nargs="+", metavar="ID")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("token", help="a token for the HTTP API on TCP (the dashboard)")
+    p.add_argument("--revoke", action="store_true", help="revoke your token instead")
+    p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("priority", help="change a job's priority")
     p.add_argument("id", type=_job_id)

@@ -163,6 +163,13 @@ class Client:
     def health(self) -> api.Health:
         return self._get(f"{_P}/health", api.Health)
 
+    def create_token(self) -> api.TokenResult:
+        """A new token for the HTTP API on TCP, replacing this user's old one."""
+        return self._post(f"{_P}/tokens", api.TokenResult, None)
+
+    def revoke_token(self) -> bool:
+        return self._post(f"{_P}/tokens/revoke", api.RevokeResult, None).revoked
+
     def sim_load(self, request: api.SimLoadRequest) -> api.GpuList:
         return self._post(f"{_P}/sim/load", api.GpuList, request)
 

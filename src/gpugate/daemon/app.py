@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -98,29 +99,30 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGCHLD, self.wake)
-        server = _QuietServer(
-            uvicorn.Config(
-                build_app(Service(self.engine, self.wake), self),
-                log_level="warning",
-                lifespan="off",
-                http=http_protocol(),  # records each connection's SO_PEERCRED
-                timeout_graceful_shutdown=2,
-                date_header=False,
-            )
-        )
+        app = build_app(Service(self.engine, self.wake), self, self.config.tcp)
+        servers = [(_server(app), sock)]
+        tcp_sock = None
+        if self.config.tcp:  # its own server: TLS, when set, is for TCP only
+            tcp_sock = bind_tcp(self.config.tcp)
+            servers.append((_server(app, self.config.tls_cert, self.config.tls_key), tcp_sock))
+            log.info("API also on tcp://%s (tokens required)", self.config.tcp)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(server.serve(sockets=[sock]))
+                for server, listening in servers:
+                    group.create_task(server.serve(sockets=[listening]))
                 loops = [
                     group.create_task(self._schedule_loop()),
                     group.create_task(self._monitor_loop()),
                 ]
                 await self._stopping.wait()
-                server.request_exit()  # finishes the requests in flight, bounded
+                for server, _ in servers:
+                    server.request_exit()  # finishes the requests in flight, bounded
                 for task in loops:
                     task.cancel()
         finally:
             self._close(sock)
+            if tcp_sock is not None:
+                tcp_sock.close()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -238,6 +240,27 @@ def refuse_if_running(path: Path) -> None:
         raise AlreadyRunning(f"a gpugate daemon is already running on {path}")
     finally:
         probe.close()
+
+
+def _server(app: Any, tls_cert: str = "", tls_key: str = "") -> _QuietServer:
+    return _QuietServer(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            http=http_protocol(),  # records each connection's SO_PEERCRED
+            timeout_graceful_shutdown=2,
+            date_header=False,
+            ssl_certfile=tls_cert or None,
+            ssl_keyfile=tls_key or None,
+        )
+    )
+
+
+def bind_tcp(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    return socket.create_server((host.strip("[]"), int(port)), family=family, backlog=128)
 
 
 def bind_socket(path: Path, group: str | None = None) -> socket.socket:

@@ -13,6 +13,9 @@ Example ``config.toml`` (every key optional)::
     admin_group = ""              # its members may act on every job (root always may)
     socket_group = ""             # --system: this group may connect (socket mode 0660)
     others_see_commands = true    # false: others' commands, directories and logs are hidden
+    tcp = ""                      # e.g. "127.0.0.1:8765": the API on TCP, with tokens
+    tls_cert = ""                 # both needed for a TCP address beyond this machine
+    tls_key = ""
 
     [scheduler]
     util_headroom_pct = 90
@@ -54,6 +57,7 @@ from typing import Any
 from gpugate.core.fairshare import DEFAULT_HALF_LIFE_S
 from gpugate.core.policy import GpuLimits, Policy
 from gpugate.daemon.quotas import QuotaError, Quotas, parse_fair_share, parse_quotas
+from gpugate.daemon.tokens import is_loopback
 from gpugate.model import PreemptMode
 
 
@@ -75,6 +79,9 @@ class DaemonConfig:
     admin_group: str = ""  # members may act on any user's job; "" = root only
     socket_group: str = ""  # system mode: members may connect; "" = root only
     others_see_commands: bool = True  # false: only owners and admins see commands and logs
+    tcp: str = ""  # "host:port" for the API on TCP (tokens required); "" = Unix socket only
+    tls_cert: str = ""  # PEM files; required when tcp is not a loopback address
+    tls_key: str = ""
     system: bool = False  # `serve --system`: run as root, jobs as their submitters
     quotas: Quotas = field(default_factory=Quotas)  # per user ([quotas]); GPUs in the policy
     fair_share_half_life_s: float = DEFAULT_HALF_LIFE_S  # [fair_share] half_life_days
@@ -95,6 +102,9 @@ _TOP_KEYS = {
     "admin_group",
     "socket_group",
     "others_see_commands",
+    "tcp",
+    "tls_cert",
+    "tls_key",
     "recent_limit",
 }
 _SCHED_KEYS = {
@@ -197,6 +207,7 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         fair_share_weight=fair.weight,
         shares=fair.shares,
     )
+    tcp, tls_cert, tls_key = _tcp(flat)
     system = bool(flat.get("system", base.system))
     if flat.get("socket_group") and not system:
         raise ConfigError(
@@ -218,6 +229,9 @@ def _build(flat: dict[str, Any]) -> DaemonConfig:
         fair_share_half_life_s=fair.half_life_s,
         socket_group=_group(flat.get("socket_group", base.socket_group), "socket_group"),
         others_see_commands=_bool(flat, "others_see_commands", base.others_see_commands),
+        tcp=tcp,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         system=system,
         recent_limit=int(_num(flat, "recent_limit", base.recent_limit)),
         policy=policy,
@@ -262,6 +276,29 @@ def _group(value: Any, key: str = "admin_group") -> str:
     except KeyError:
         raise ConfigError(f"{key}: no group named {value!r} on this machine") from None
     return value
+
+
+def _tcp(flat: dict[str, Any]) -> tuple[str, str, str]:
+    """``tcp = "host:port"``: a loopback host, or any with both TLS files."""
+    tcp, cert, key = (flat.get(k, "") for k in ("tcp", "tls_cert", "tls_key"))
+    if not all(isinstance(v, str) for v in (tcp, cert, key)):
+        raise ConfigError("tcp, tls_cert and tls_key must be strings")
+    if not tcp:
+        return "", "", ""
+    host, _, port = tcp.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f'tcp must be "host:port", e.g. "127.0.0.1:8765", not {tcp!r}')
+    for path, name in ((cert, "tls_cert"), (key, "tls_key")):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{name}: no file {path!r}")
+    if bool(cert) != bool(key):
+        raise ConfigError("tls_cert and tls_key go together")
+    if not cert and not is_loopback(host):
+        raise ConfigError(
+            f"tcp = {tcp!r} reaches beyond this machine: only with tls_cert and tls_key"
+            ' (or listen on "127.0.0.1:PORT")'
+        )
+    return tcp, cert, key
 
 
 def _bool(flat: dict[str, Any], key: str, default: bool) -> bool:

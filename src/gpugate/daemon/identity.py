@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 PEER_KEY = "gpugate.peer"  # where a request's credentials are in scope["state"]
+TCP_KEY = "gpugate.tcp"  # set for a TCP connection: its requests must bring a token
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -56,9 +57,11 @@ def with_peer_credentials(base: type[Any]) -> type[Any]:
 
         def connection_made(self, transport: Any) -> None:
             peer = peer_credentials(transport.get_extra_info("socket"))
+            # a copy per connection: the shared app state must not carry one peer
             if peer is not None:
-                # a copy per connection: the shared app state must not carry one peer
                 self.app_state = {**self.app_state, PEER_KEY: peer}
+            else:  # TCP: nobody vouches for the caller (tokens.TcpGuard asks for a token)
+                self.app_state = {**self.app_state, TCP_KEY: True}
             super().connection_made(transport)
 
     return PeerCredentialsProtocol

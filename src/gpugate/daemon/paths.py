@@ -56,6 +56,10 @@ class StatePaths:
         return self.home / "sim"
 
     @property
+    def tokens(self) -> Path:
+        return self.home / "tokens.json"
+
+    @property
     def audit_log(self) -> Path:
         return self.home / "audit.log"
 
