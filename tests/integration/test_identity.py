@@ -94,6 +94,8 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
                 command, cwd="/", env=env, priority=priority, hold=hold, **size
             )
             return {"id": job.id}
+        if action == "priority":
+            return {"priority": client.set_priority(int(rest[0]), int(rest[1])).priority}
         if action == "token":
             return {"token": client.create_token().token}
         if action == "show":
@@ -242,6 +244,10 @@ def test_queue_and_priority_quotas_refuse_a_user_but_not_root(
     second = as_user(user, daemon, "submit", "true", "0", "hold")  # their line: 1 at most
     assert second["status"] == 403
     assert "has 1 jobs queued or held" in str(second["error"])
+    mine = int(first["id"])  # type: ignore[call-overload]
+    raised = as_user(user, daemon, "priority", str(mine), "4")
+    assert raised["status"] == 403 and "priority 4 is above 3" in str(raised["error"])
+    assert as_user(user, daemon, "priority", str(mine), "2") == {"priority": 2}
     for _ in range(3):  # root has no quota
         daemon.submit("true", gpus=0, priority=9)
 
@@ -366,3 +372,17 @@ def test_gpugate_token_writes_a_private_file(daemon: RunningDaemon, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     path = env_home / "gpugate" / "token"
     assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text().strip()) > 30
+
+
+def test_an_admin_may_control_anyones_job(
+    make_daemon: Callable[..., RunningDaemon], make_user: Callable[[], pwd.struct_passwd]
+) -> None:
+    admin = make_user()
+    group = grp.getgrgid(admin.pw_gid).gr_name
+    daemon = make_daemon(top_config=f'admin_group = "{group}"\n')
+    open_to_others(daemon)
+    roots = daemon.submit("sleep 30", gpus=0, hold=True)
+    assert as_user(admin, daemon, "release", str(roots)) == {"ok": True}
+    assert as_user(admin, daemon, "cancel", str(roots)) == {"ok": True}
+    daemon.wait_state(roots, "cancelled")
+    assert not (daemon.home / "audit.log").exists()

@@ -27,7 +27,13 @@ class StatePaths:
 
     @classmethod
     def default(cls) -> StatePaths:
-        return cls(default_home())
+        """User mode: state under ``$GPUGATE_HOME`` or ``~/.local/state/gpugate``; the
+        socket in the user's runtime directory (``$XDG_RUNTIME_DIR``, which only they can
+        enter) unless ``$GPUGATE_HOME`` says where everything goes."""
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        if os.environ.get(HOME_ENV) or not runtime or not os.path.isdir(runtime):
+            return cls(default_home())
+        return cls(default_home(), Path(runtime) / "gpugate.sock")
 
     @classmethod
     def system(cls) -> StatePaths:
