@@ -133,6 +133,7 @@ def request(
     dependency_states: Mapping[int, JobState] | None = None,
     drain: Drain | None = None,
     user_usage: Mapping[int, float] | None = None,
+    last_start_by_user: Mapping[int, float] | None = None,
 ) -> SchedulingRequest:
     return SchedulingRequest(
         now=now,
@@ -143,4 +144,5 @@ def request(
         dependency_states=dependency_states or {},
         drain=drain,
         user_usage=user_usage or {},
+        last_start_by_user=last_start_by_user or {},
     )

@@ -66,3 +66,37 @@ def test_fair_share_does_not_override_a_priority_gap_larger_than_its_weight() ->
     his = job(2, mem_gib=20, owner=BOB)
     reply = schedule(request([gpu(0)], [hers, his], user_usage={ALICE: 9 * HOUR, BOB: 0.0}))
     assert [s.job_id for s in reply.starts] == [1]
+
+
+def test_with_fair_share_a_deep_backlog_earns_no_aging_once_served() -> None:
+    """Alice's job has waited 100 h (5 points of aging at 0.05/h), but one of her jobs
+    started an hour ago: she is being served, so it ages only from then. Bob, who used
+    less, goes first. Without that, 100 h of her backlog would beat fair share."""
+    now = 100 * HOUR
+    hers = job(1, mem_gib=20, owner=ALICE, submitted_at=0.0)
+    his = job(2, mem_gib=20, owner=BOB, submitted_at=now - HOUR)
+    usage = {ALICE: 10 * HOUR, BOB: 5 * HOUR}
+    served = {ALICE: now - HOUR, BOB: now - 2 * HOUR}
+    reply = schedule(
+        request([gpu(0)], [hers, his], now=now, user_usage=usage, last_start_by_user=served)
+    )
+    assert [s.job_id for s in reply.starts] == [2]
+    unserved = schedule(request([gpu(0)], [hers, his], now=now, user_usage=usage))
+    assert [s.job_id for s in unserved.starts] == [1]  # never served: her wait counts whole
+
+
+def test_a_single_user_queue_ages_as_before() -> None:
+    """One user: no fair share, so the last start changes nothing."""
+    now = 100 * HOUR
+    old = job(1, mem_gib=20, owner=ALICE, submitted_at=0.0)
+    urgent = job(2, mem_gib=20, owner=ALICE, priority=4, submitted_at=now)
+    reply = schedule(
+        request(
+            [gpu(0)],
+            [old, urgent],
+            now=now,
+            user_usage={ALICE: HOUR},
+            last_start_by_user={ALICE: now - 60},
+        )
+    )
+    assert [s.job_id for s in reply.starts] == [1]  # 5 points of aging beat 4 of priority

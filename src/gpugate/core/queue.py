@@ -45,6 +45,7 @@ def in_queue_order(
     now: float,
     policy: Policy,
     user_usage: Mapping[int, float] | None = None,
+    last_start_by_user: Mapping[int, float] | None = None,
 ) -> list[Job]:
     """The order in which ``schedule()`` considers queued jobs (``policy.order``)."""
     if policy.order is QueueOrder.FIFO:
@@ -53,15 +54,26 @@ def in_queue_order(
         return sorted(jobs, key=_shortest_first_key)
     owners = {job.spec.owner_uid for job in jobs}
     fair = fair_share_points(user_usage or {}, owners, policy)
-    return _by_priority(jobs, now, policy, fair)
+    served = (last_start_by_user or {}) if fair else {}
+    return _by_priority(jobs, now, policy, fair, served)
 
 
 def _by_priority(
-    jobs: Sequence[Job], now: float, policy: Policy, fair: Mapping[int, float]
+    jobs: Sequence[Job],
+    now: float,
+    policy: Policy,
+    fair: Mapping[int, float],
+    served: Mapping[int, float],
 ) -> list[Job]:
     """Highest rank first: effective priority plus run-time points plus fair-share
     points (``fair``, by owner; empty with one user); FIFO (submit time, then id) among
     equals.
+
+    With fair share in play (``served``: when each user's latest job started), a job
+    ages only from the later of its queueing and its owner's latest start: aging then
+    rescues a user nobody serves, and a deep backlog earns no more than a short one
+    (otherwise a user's oldest job, waiting for days behind their own queue, would
+    outrank fair share; docs/benchmarks.md §10).
 
     Aging is linear, so ``priority + rate * (now - submitted)`` orders jobs exactly like
     ``priority - rate * submitted``: the key does not depend on ``now`` (jobs submitted in
@@ -72,6 +84,8 @@ def _by_priority(
 
     def key(job: Job) -> tuple[float, float, int]:
         since = job.waiting_since
+        if served:
+            since = max(since, served.get(job.spec.owner_uid, since))
         waited = now - since if now > since else 0.0
         rank = job.priority + rate * waited + run_time_points(job, weight)
         if fair:

@@ -58,7 +58,9 @@ def schedule(request: SchedulingRequest) -> SchedulingReply:
     ramping = {j.id for j in holders if j.state is JobState.STARTING} - done_ramping
     loads = build_loads(request.gpus, holders, request.usage, request.policy, ramping)
     queued = _not_yielded(jobs.queued, waiting)
-    ordered = in_queue_order(queued, request.now, request.policy, request.user_usage)
+    ordered = in_queue_order(
+        queued, request.now, request.policy, request.user_usage, request.last_start_by_user
+    )
     cpu_jobs: list[Job] = []
     gpu_jobs = ordered
     if jobs.cpu_queued:  # split only when there is something to split: it costs a sweep

@@ -45,6 +45,9 @@ class SchedulingRequest:
     drain: Drain | None = None
     # each user's recent GPU-seconds, decayed (core.fairshare.current_usage), by uid
     user_usage: Mapping[int, float] = field(default_factory=dict)
+    # when each user's latest job started, by uid: with fair share in play, a job ages
+    # only from then (core.queue)
+    last_start_by_user: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

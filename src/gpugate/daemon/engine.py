@@ -74,6 +74,13 @@ class Engine:
         self.ledger = _rebuilt_ledger(store, config.fair_share_half_life_s, clock())
         self.last_user_usage: dict[int, float] = {}
         self.fair_points: dict[int, float] = {}  # by uid, as the last pass ranked
+        self.last_start_by_user: dict[int, float] = {}  # uid -> when their latest job started
+        for job in self.active.values():
+            if job.started_at is not None:
+                uid = job.spec.owner_uid
+                self.last_start_by_user[uid] = max(
+                    job.started_at, self.last_start_by_user.get(uid, job.started_at)
+                )
         self.check_all_exits = True
         self.on_launch: Callable[[Job], None] = lambda job: None
         self._time_deadline: float | None = None
@@ -205,6 +212,7 @@ class Engine:
             self.fair_points = fair_share_points(self.last_user_usage, owners, self.config.policy)
         return SchedulingRequest(
             user_usage=self.last_user_usage,
+            last_start_by_user=self.last_start_by_user,
             now=now,
             gpus=self.gpu_views(),
             jobs=list(self.active.values()),
@@ -540,6 +548,7 @@ class Engine:
         except LaunchError as exc:
             return [advance(job, JobState.FAILED, now, f"could not start: {exc}")]
         moved = replace(job, pid=launched.pid, pid_start_time=launched.start_time)
+        self.last_start_by_user[job.spec.owner_uid] = now
         self.on_launch(moved)
         if job.spec.gpus == 0:  # nothing to reserve, so no ramp-up to wait for
             return [

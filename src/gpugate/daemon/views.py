@@ -76,7 +76,9 @@ def job_list(
     queued = [j for j in active if j.state is JobState.QUEUED]
     if queued_limit is not None and len(queued) > queued_limit:
         policy = engine.config.policy
-        queued = in_queue_order(queued, engine.clock(), policy, engine.last_user_usage)
+        queued = in_queue_order(
+            queued, engine.clock(), policy, engine.last_user_usage, engine.last_start_by_user
+        )
         queued = queued[:queued_limit]
     others = sorted((j for j in active if j.state is not JobState.QUEUED), key=lambda j: j.id)
     # the most recently ended, shown like the rest in id order

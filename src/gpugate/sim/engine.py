@@ -142,6 +142,7 @@ class Simulation:
         # users become uids (in name order) so the core's fair share and quotas see them
         self.uids = {name: i for i, name in enumerate(sorted({j.user for j in jobs}))}
         self.ledger = UsageLedger(config.fair_share_half_life_s)
+        self.last_start_by_user: dict[int, float] = {}
         self._fair_share = len(self.uids) > 1 and policy.fair_share_weight > 0
         for job in jobs:
             self._push(job.submit_s, Kind.ARRIVE, job.id)
@@ -269,6 +270,7 @@ class Simulation:
                 usage=self.machine.usage(),
                 drain=self._drain,
                 user_usage=self._user_usage(now),
+                last_start_by_user=self.last_start_by_user,
             )
         )
         self._drain = reply.drain
@@ -308,6 +310,7 @@ class Simulation:
             started_at=now,
             preempted_for=None,
         )
+        self.last_start_by_user[job.spec.owner_uid] = now
         record = self.records[job_id]
         if record.first_start_s is None:
             record.first_start_s = now
