@@ -215,7 +215,8 @@ def _error_says(response: Response, words: str) -> bool:
 
 
 SEMANTIC_400 = (
-    r"working directory .* does not exist|can never start|empty command|no simulated GPU"
+    r"working directory .* (does not exist|is not absolute)|can never start|empty command"
+    r"|no simulated GPU"
     r"|load name must be|--after names unknown job"
 )
 

@@ -80,6 +80,12 @@ def as_user(user: pwd.struct_passwd, daemon: RunningDaemon, *args: str) -> dict[
     return answer
 
 
+def job_id_of(answer: dict[str, object]) -> int:
+    job_id = answer["id"]
+    assert isinstance(job_id, int), answer
+    return job_id
+
+
 def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
     try:
         if action == "health":
@@ -90,8 +96,9 @@ def _ask(client: Client, action: str, *rest: str) -> dict[str, object]:
             env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "USER": "root"}  # lies, ignored
             hold = rest[2:] == ("hold",)
             size = {"gpus": 1, "mem_bytes": 20 * GiB} if rest[2:] == ("gpu",) else {"gpus": 0}
+            cwd = rest[2] if rest[2:] and rest[2].startswith("/") else "/"
             job = client.submit_command(
-                command, cwd="/", env=env, priority=priority, hold=hold, **size
+                command, cwd=cwd, env=env, priority=priority, hold=hold, **size
             )
             return {"id": job.id}
         if action == "priority":
@@ -133,7 +140,7 @@ def test_a_job_belongs_to_whoever_the_kernel_says_submitted_it(
     shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
 ) -> None:
     answer = as_user(other_user, shared_daemon, "submit")
-    job = shared_daemon.client.show(int(answer["id"])).job  # type: ignore[call-overload]
+    job = shared_daemon.client.show(job_id_of(answer)).job
     assert job.owner_uid == other_user.pw_uid  # not the daemon's, not anything the client said
     shared_daemon.client.cancel(job.id)
 
@@ -161,7 +168,7 @@ def test_another_user_cannot_control_my_job_and_the_refusal_is_audited(
 def test_the_owner_may_control_their_own_job(
     shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
 ) -> None:
-    theirs = int(as_user(other_user, shared_daemon, "submit")["id"])  # type: ignore[call-overload]
+    theirs = job_id_of(as_user(other_user, shared_daemon, "submit"))
     assert as_user(other_user, shared_daemon, "cancel", str(theirs)) == {"ok": True}
     shared_daemon.wait_state(theirs, "cancelled")
     assert not (shared_daemon.home / "audit.log").exists()
@@ -172,7 +179,7 @@ def test_a_job_runs_as_its_submitter_with_their_groups_and_owns_its_logs(
 ) -> None:
     """The client claims HOME=/root and USER=root; the job gets the account's own."""
     command = 'id -u; id -g; id -G; echo "$HOME $USER $LOGNAME"; umask'
-    job = int(as_user(other_user, shared_daemon, "submit", command)["id"])  # type: ignore[call-overload]
+    job = job_id_of(as_user(other_user, shared_daemon, "submit", command))
     done = shared_daemon.wait_state(job, "succeeded", "failed", timeout_s=20)
     assert done.state == "succeeded", shared_daemon.client.logs(job, stream="stderr")
     uid, gid, groups, names, umask = shared_daemon.client.logs(job).decode().splitlines()
@@ -195,7 +202,7 @@ def test_the_submitters_job_cannot_write_into_the_daemons_files(
         'cd "$(dirname "$GPUGATE_PREEMPT_FILE")" && echo "in $(basename "$PWD")" &&'
         " (ln -s /etc/passwd log-offsets.json.x 2>/dev/null && echo planted || echo refused)"
     )
-    job = int(as_user(other_user, shared_daemon, "submit", command)["id"])  # type: ignore[call-overload]
+    job = job_id_of(as_user(other_user, shared_daemon, "submit", command))
     shared_daemon.wait_state(job, "succeeded", timeout_s=20)
     assert shared_daemon.client.logs(job).decode().split() == ["in", str(job), "refused"]
 
@@ -217,7 +224,7 @@ def test_system_mode_opens_the_socket_to_its_group_only(
     sock = (daemon.home / "gpugate.sock").stat()
     assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, member.pw_gid)
     assert as_user(outsider, daemon, "health") == {"connect": "PermissionError"}
-    job = int(as_user(member, daemon, "submit", "id -u")["id"])  # type: ignore[call-overload]
+    job = job_id_of(as_user(member, daemon, "submit", "id -u"))
     daemon.wait_state(job, "succeeded", timeout_s=20)
     assert daemon.client.logs(job).decode().strip() == str(member.pw_uid)
 
@@ -244,7 +251,7 @@ def test_queue_and_priority_quotas_refuse_a_user_but_not_root(
     second = as_user(user, daemon, "submit", "true", "0", "hold")  # their line: 1 at most
     assert second["status"] == 403
     assert "has 1 jobs queued or held" in str(second["error"])
-    mine = int(first["id"])  # type: ignore[call-overload]
+    mine = job_id_of(first)
     raised = as_user(user, daemon, "priority", str(mine), "4")
     assert raised["status"] == 403 and "priority 4 is above 3" in str(raised["error"])
     assert as_user(user, daemon, "priority", str(mine), "2") == {"priority": 2}
@@ -265,7 +272,7 @@ def test_fair_share_lets_the_user_who_used_less_go_first_and_says_so(
     blocker = daemon.submit_using(20, 10, seconds=60)
     daemon.wait_state(blocker, "running", timeout_s=30)
     roots = daemon.submit("sleep 30", mem_bytes=20 * GiB, util_pct=10)
-    theirs = int(as_user(other_user, daemon, "submit", "sleep 30", "0", "gpu")["id"])  # type: ignore[call-overload]
+    theirs = job_id_of(as_user(other_user, daemon, "submit", "sleep 30", "0", "gpu"))
     wait_for(lambda: "fair share: -" in daemon.client.show(roots).job.reason)
     assert "root used" in daemon.client.show(roots).job.reason
     assert "fair share" not in daemon.client.show(theirs).job.reason
@@ -386,3 +393,38 @@ def test_an_admin_may_control_anyones_job(
     assert as_user(admin, daemon, "cancel", str(roots)) == {"ok": True}
     daemon.wait_state(roots, "cancelled")
     assert not (daemon.home / "audit.log").exists()
+
+
+def test_a_job_cannot_enter_a_directory_its_owner_cannot(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd, tmp_path: Path
+) -> None:
+    """The shim changes directory as the user, not as root: a directory behind a private
+    parent stays shut (status 126), and submitting there tells nothing either way."""
+    private = tmp_path / "private"
+    (private / "sub").mkdir(parents=True)
+    (private / "sub" / "secret.txt").write_text("root-secret-42\n")
+    private.chmod(0o700)
+    (private / "sub").chmod(0o755)
+    for cwd in (private / "sub", private / "nothing-here"):
+        job = int(
+            as_user(other_user, shared_daemon, "submit", "cat secret.txt", "0", str(cwd))["id"]
+        )  # type: ignore[call-overload]
+        done = shared_daemon.wait_state(job, "failed", timeout_s=20)
+        assert done.exit_code == 126
+        assert "root-secret-42" not in shared_daemon.client.logs(job).decode()
+
+
+def test_a_job_cannot_forge_its_own_exit_status(
+    shared_daemon: RunningDaemon, other_user: pwd.struct_passwd
+) -> None:
+    """The exit file is the daemon's: a job run as its submitter cannot write 'succeeded'
+    into it and run on untracked."""
+    forge = (
+        'f="$(dirname "$GPUGATE_PREEMPT_FILE")/exit";'
+        ' (echo 0 > "$f") 2>/dev/null && echo forged || echo refused; sleep 30'
+    )
+    job = job_id_of(as_user(other_user, shared_daemon, "submit", forge))
+    wait_for(lambda: shared_daemon.client.logs(job).decode().strip())
+    assert shared_daemon.client.logs(job).decode().strip() == "refused"
+    assert shared_daemon.state(job) == "running"
+    shared_daemon.client.cancel(job)

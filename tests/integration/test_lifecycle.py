@@ -26,9 +26,8 @@ def test_daemon_killed_mid_run_loses_no_job_and_no_exit_code(daemon: RunningDaem
     daemon.wait_state(ends_while_down, "running")
     daemon.wait_state(runs_across, "running")
     daemon.stop(signal.SIGKILL)
-    wait_for(
-        lambda: (daemon.home / "jobs" / str(ends_while_down) / "exit").exists(), what="exit file"
-    )
+    exit_file = daemon.home / "jobs" / str(ends_while_down) / "exit"
+    wait_for(lambda: exit_file.read_text().strip(), what="the status in the exit file")
     daemon.start()
     done = daemon.wait_state(ends_while_down, "failed")
     assert (done.exit_code, done.reason) == (3, "exited 3")
@@ -275,3 +274,13 @@ def test_state_files_are_readable_by_their_owner_only(daemon: RunningDaemon) -> 
     for directory in (daemon.home, daemon.home / "jobs"):
         mode = directory.stat().st_mode & 0o777
         assert mode & 0o066 == 0, f"{directory} is {oct(mode)}"
+
+
+def test_a_huge_log_comes_in_pages(daemon: RunningDaemon) -> None:
+    """One answer holds at most 8 MiB (a job can make its log any size, and the daemon
+    is shared); the client reads page after page to the end."""
+    job = daemon.submit("head -c 9000000 /dev/zero", gpus=0)
+    daemon.wait_state(job, "succeeded", timeout_s=30)
+    first = daemon.client._call("GET", f"/v1/jobs/{job}/logs")
+    assert len(first) == 8 * 1024 * 1024
+    assert len(daemon.client.logs(job)) == 9_000_000

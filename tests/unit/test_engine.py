@@ -4,6 +4,7 @@ reaping, recording exits, lost jobs, cancel escalation, launch failures, ramp-up
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -12,10 +13,12 @@ import pytest
 from gpugate.api.schemas import JobSubmission
 from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.engine import Engine
+from gpugate.daemon.identity import AuditLog, Peer
 from gpugate.daemon.paths import StatePaths
 from gpugate.daemon.service import Service, ServiceError
 from gpugate.model import GpuProcess, GpuSnapshot, MachineSnapshot
 from gpugate.runner.fake import FakeRunner
+from gpugate.runner.local import read_exit_file
 from gpugate.states import JobState
 from gpugate.store.memory import MemoryStore
 from gpugate.units import GiB
@@ -216,8 +219,8 @@ def test_a_shim_exiting_between_the_two_checks_keeps_its_exit_code(rig) -> None:
 
 def test_submit_refuses_a_working_directory_that_does_not_exist(rig) -> None:  # type: ignore[no-untyped-def]
     engine, service, _, _, _ = rig
-    for cwd in ("/no/such/dir", "relative/dir"):
-        with pytest.raises(ServiceError, match="does not exist"):
+    for cwd, why in (("/no/such/dir", "does not exist"), ("relative/dir", "is not absolute")):
+        with pytest.raises(ServiceError, match=why):
             submit(service, cwd=cwd, gpus=0)
     assert engine.store.active() == []
 
@@ -302,3 +305,35 @@ def test_a_submission_sends_only_what_was_set() -> None:
         )["preempt"]
         == "checkpoint"
     )
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999999\n", "300\n", "-1\n", "x\n", ""])
+def test_an_exit_file_holds_a_shell_status_or_nothing(tmp_path: Path, text: str) -> None:
+    """0-255 only: anything else (a job's forgery, a half-written file) is no status."""
+    (tmp_path / "exit").write_text(text)
+    assert read_exit_file(tmp_path / "exit") is None
+    (tmp_path / "exit").write_text("75\n")
+    record = read_exit_file(tmp_path / "exit")
+    assert record is not None and record.code == 75
+
+
+def test_an_owner_may_not_resume_what_the_scheduler_suspended_for_another(rig) -> None:  # type: ignore[no-untyped-def]
+    engine, service, _, _, _ = rig
+    job = engine.active[submit(service)]
+    engine.commit([(replace(job, state=JobState.SUSPENDED, preempted_for=99), None)])
+    with pytest.raises(ServiceError, match="suspended to make room for job 99") as refused:
+        service.check_resume(Peer(1, 1000, 1000), job.id)
+    assert refused.value.status == 409
+    service.check_resume(Peer(1, 0, 0), job.id)  # root (an admin) may
+
+
+def test_the_audit_log_rotates_instead_of_filling_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AuditLog, "MAX_BYTES", 500)
+    log = AuditLog(tmp_path / "audit.log")
+    for n in range(20):
+        log.refused(Peer(n, 1000, 1000), "cancel", n, "not yours")
+    assert (tmp_path / "audit.log").stat().st_size < 700
+    assert (tmp_path / "audit.log.1").exists()
+    assert not (tmp_path / "audit.log.2").exists()  # one old file kept, no more

@@ -31,6 +31,7 @@ from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
 from gpugate.states import JobState
 
 LOG_CHUNK_BYTES = 64 * 1024
+LOG_PAGE_BYTES = 8 * 1024 * 1024  # one answer's most; the client asks for the next page
 MAX_ID = 2**63 - 1  # SQLite's largest integer: beyond it is not an id, not a crash
 LOG_POLL_S = 0.2
 
@@ -78,8 +79,13 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
     def peer(request: Request) -> Peer:
         """The kernel's word on who connected (SO_PEERCRED, see daemon.identity). Without
         a Unix socket (an in-process test client) the daemon's own user."""
-        found = request.scope.get("state", {}).get(PEER_KEY)
-        return found if isinstance(found, Peer) else Peer(os.getpid(), os.getuid(), os.getgid())
+        state = request.scope.get("state") or {}
+        found = state.get(PEER_KEY)
+        if isinstance(found, Peer):
+            return found
+        if state.get(TCP_KEY):  # a connection nobody vouched for, and no token checked
+            raise ServiceError("who is asking is unknown on this connection", status=401)
+        return Peer(os.getpid(), os.getuid(), os.getgid())
 
     def job_id(request: Request) -> int:
         value = int(request.path_params["job_id"])
@@ -130,7 +136,10 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
     def action(name: str) -> Handler:
         async def act(request: Request) -> Response:
             ident = job_id(request)
-            service.authorize(peer(request), name, ident)
+            caller = peer(request)
+            service.authorize(caller, name, ident)
+            if name == "resume":
+                service.check_resume(caller, ident)
             job = getattr(service, name)(ident)
             return json_response(api.ActionResult(views.job_view(engine, job)))
 
@@ -173,12 +182,14 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         )
         if body is not None:
             return StreamingResponse(body, media_type="application/octet-stream")
-        return Response(_read_from(path, offset), media_type="application/octet-stream")
+        chunk = _read_from(path, offset, LOG_PAGE_BYTES)  # a job can make its log huge
+        return Response(chunk, media_type="application/octet-stream")
 
     async def gpus(request: Request) -> Response:
         return json_response(views.gpu_list(engine))
 
     async def sim_load(request: Request) -> Response:
+        service.require_admin(peer(request), "change simulated GPU load")
         service.sim_load(msgspec.json.decode(await request.body(), type=api.SimLoadRequest))
         return json_response(views.gpu_list(engine))
 

@@ -143,9 +143,16 @@ class Client:
                 return job
 
     def logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> bytes:
-        return self._call(
-            "GET", f"{_P}/jobs/{job_id}/logs", query={"stream": stream, "offset": offset}
-        )
+        """The log from ``offset`` to its end, page by page (the daemon caps an answer)."""
+        pages: list[bytes] = []
+        while True:
+            page = self._call(
+                "GET", f"{_P}/jobs/{job_id}/logs", query={"stream": stream, "offset": offset}
+            )
+            if not page:
+                return b"".join(pages)
+            pages.append(page)
+            offset += len(page)
 
     def follow_logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> Iterator[bytes]:
         """Yield the log as it is written, until the job has ended and all is read."""

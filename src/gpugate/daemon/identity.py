@@ -137,10 +137,13 @@ def user_name(uid: int) -> str:
 class AuditLog:
     """Refused requests, one JSON object per line, appended (``$GPUGATE_HOME/audit.log``)."""
 
+    MAX_BYTES = 10 * 1024 * 1024
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def refused(self, peer: Peer, action: str, job_id: int | None, why: str) -> None:
+        """One line; past ``MAX_BYTES`` the file is rotated first."""
         entry = {
             "at": time.time(),
             "uid": peer.uid,
@@ -150,6 +153,16 @@ class AuditLog:
             "job": job_id,
             "refused": why,
         }
+        self._rotate_if_full()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as out:
             out.write(json.dumps(entry) + "\n")
+
+    def _rotate_if_full(self) -> None:
+        """Past ``MAX_BYTES`` the log becomes ``audit.log.1`` (replacing the one before):
+        a user looping refused requests cannot fill the disk."""
+        try:
+            if self.path.stat().st_size >= self.MAX_BYTES:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        except FileNotFoundError:
+            pass

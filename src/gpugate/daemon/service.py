@@ -23,6 +23,7 @@ from gpugate.daemon.identity import AuditLog, Authority, Peer, user_name
 from gpugate.gpu.sim import SimMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import Expectation, ExpectationSource, Job, JobSpec, PreemptMode, Transition
+from gpugate.runner.local import runs_as_submitter
 from gpugate.states import IllegalTransition, JobState
 from gpugate.store.base import UnknownJob
 
@@ -43,6 +44,23 @@ class Service:
         self.wake = wake
         self.authority = Authority(engine.config.admin_group)
         self.audit = AuditLog(engine.paths.audit_log)
+
+    def check_resume(self, peer: Peer, job_id: int) -> None:
+        """A job the scheduler suspended to make room resumes when that room is no
+        longer needed; its owner may not take the room back early (an admin may)."""
+        job = self.job(job_id)
+        if job.preempted_for is not None and not self.authority.is_admin(peer.uid):
+            raise ServiceError(
+                f"job {job_id} was suspended to make room for job {job.preempted_for}: it"
+                " resumes by itself once that job no longer needs the room",
+                status=409,
+            )
+
+    def require_admin(self, peer: Peer, what: str) -> None:
+        if not self.authority.is_admin(peer.uid):
+            why = f"only root or the admin group may {what}"
+            self.audit.refused(peer, what, None, why)
+            raise ServiceError(why, status=403)
 
     def sees_details(self, peer: Peer, owner_uid: int) -> bool:
         """Whether ``peer`` sees the command, directory and logs of a job of this owner:
@@ -143,7 +161,11 @@ class Service:
         )
         if not spec.command.strip():
             raise ServiceError(f"job {index + 1}: empty command")
-        if not os.path.isabs(spec.cwd) or not os.path.isdir(spec.cwd):
+        if not os.path.isabs(spec.cwd):
+            raise ServiceError(f"job {index + 1}: working directory {spec.cwd!r} is not absolute")
+        # a root daemon looking for another user's directory would tell them what exists
+        # where they cannot look: their job's shim enters it as them, or fails (126)
+        if not runs_as_submitter(owner) and not os.path.isdir(spec.cwd):
             raise ServiceError(f"job {index + 1}: working directory {spec.cwd!r} does not exist")
         expected = self._expectation(spec, history)
         why = never_fits(spec.gpus, expected, self.engine.gpu_views(), self.engine.config.policy)

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -178,10 +179,20 @@ def _gpu_snapshot(gpu: SimGpu, uses: list[_Use]) -> GpuSnapshot:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A regular file's JSON, at most 64 KiB: never through a link, never blocking on a
+    FIFO (anyone may leave files in the channel when the daemon is root)."""
     try:
-        data = json.loads(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # removed under us, or a link: the next snapshot sees it
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = json.loads(os.read(fd, 64 * 1024))
     except (OSError, ValueError):
-        return None  # being written, or removed under us: the next snapshot sees it
+        return None  # being written: the next snapshot sees it
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else None
 
 
@@ -212,8 +223,13 @@ def _locked(channel: Path) -> Iterator[None]:
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
+    """Write then rename; the temporary file is made new, never through a link someone
+    left in the channel (it is world-writable when the daemon is root)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(data))
     os.replace(tmp, path)
 
 

@@ -46,11 +46,16 @@ class RunAs:
         }
 
 
+def runs_as_submitter(owner_uid: int) -> bool:
+    """Whether a job of this owner runs as them rather than as the daemon's user."""
+    return os.geteuid() == 0 and owner_uid != 0
+
+
 def run_as(owner_uid: int) -> RunAs | None:
     """Jobs run as their submitter: when the daemon is root (system mode) and the job
     is not root's, as the owner's uid, gid and groups. None: as the daemon's own user
     (user mode, where the submitter is the daemon's user)."""
-    if os.geteuid() != 0 or owner_uid == 0:
+    if not runs_as_submitter(owner_uid):
         return None
     try:
         account = pwd.getpwuid(owner_uid)
@@ -70,35 +75,43 @@ class LocalRunner:
 
     def launch(self, job: Job, env: dict[str, str], job_dir: Path) -> Launched:
         job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / EXIT_FILE).unlink(missing_ok=True)
-        if not os.path.isdir(job.spec.cwd):
-            raise LaunchError(f"working directory {job.spec.cwd} does not exist")
-        argv = [SHELL, str(SHIM_PATH), str(job_dir / EXIT_FILE), job.spec.command]
         user = run_as(job.spec.owner_uid)
-        switch: dict[str, object] = {}
-        if user is not None:
+        exit_fd = _new_exit_file(job_dir / EXIT_FILE)
+        argv = [SHELL, str(SHIM_PATH), str(job_dir / EXIT_FILE), job.spec.command]
+        switch: dict[str, object] = {"cwd": job.spec.cwd}
+        if user is None:
+            if not os.path.isdir(job.spec.cwd):
+                os.close(exit_fd)
+                raise LaunchError(f"working directory {job.spec.cwd} does not exist")
+        else:
             _hand_over(job_dir, user)
             env = user.environment(env)
+            argv.append(job.spec.cwd)  # the shim enters it as the user (see shim.sh)
             switch = {
+                "cwd": "/",
                 "user": user.uid,
                 "group": user.gid,
                 "extra_groups": list(user.groups),
                 "umask": JOB_UMASK,
             }
-        with open(job_dir / STDOUT_FILE, "ab") as out, open(job_dir / STDERR_FILE, "ab") as err:
-            try:
+        try:
+            with (
+                open(job_dir / STDOUT_FILE, "ab") as out,
+                open(job_dir / STDERR_FILE, "ab") as err,
+            ):
                 proc = subprocess.Popen(  # type: ignore[call-overload]
                     argv,
-                    cwd=job.spec.cwd,
                     env=env,
-                    stdin=subprocess.DEVNULL,
+                    stdin=exit_fd,  # where the shim writes the status (shim.sh)
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
                     **switch,
                 )
-            except OSError as exc:
-                raise LaunchError(f"cannot start the job: {exc}") from exc
+        except OSError as exc:
+            raise LaunchError(f"cannot start the job: {exc}") from exc
+        finally:
+            os.close(exit_fd)
         # the daemon reaps its children itself (waitpid in the tick); Popen must not
         proc.returncode = 0
         self._children.add(proc.pid)
@@ -138,14 +151,19 @@ class LocalRunner:
         return not _is_zombie(job.pid)
 
 
+def _new_exit_file(path: Path) -> int:
+    """The empty exit file (empty reads as "no status yet"), the daemon's own, open for
+    the shim to write the status into (shim.sh): a job cannot forge it."""
+    path.unlink(missing_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+
+
 def _hand_over(job_dir: Path, user: RunAs) -> None:
     """What a job run as ``user`` needs of its directory, and no more. The directory
     stays the daemon's (the daemon writes there as root, so the job must not be able to
-    plant links in it); it becomes traversable. The logs belong to the job's owner, and
-    the shim, running as the owner, writes its status into an empty exit file it owns
-    (empty reads as "no status yet")."""
+    plant links in it); it becomes traversable. The logs belong to the job's owner."""
     job_dir.chmod(0o711)
-    for name in (STDOUT_FILE, STDERR_FILE, EXIT_FILE):
+    for name in (STDOUT_FILE, STDERR_FILE):
         path = job_dir / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
@@ -156,13 +174,16 @@ def _hand_over(job_dir: Path, user: RunAs) -> None:
 
 def read_exit_file(path: Path) -> ExitRecord | None:
     """The shim's record: the job's shell status (128+N: killed by signal N); the file's
-    mtime is when the job ended. None while absent or still being written."""
+    mtime is when the job ended. None while absent, still being written, or not a status
+    a shell can give (0-255: anything else is not the shim's)."""
     try:
-        text = path.read_text()
-        ended_at = path.stat().st_mtime
-        return ExitRecord(int(text.split()[0]), ended_at)
+        with open(path, "rb") as record:
+            text = record.read(16)
+            ended_at = os.fstat(record.fileno()).st_mtime
+        code = int(text.split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return ExitRecord(code, ended_at) if 0 <= code <= 255 else None
 
 
 def process_start_time(pid: int) -> float | None:
