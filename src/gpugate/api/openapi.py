@@ -149,6 +149,17 @@ def openapi_document() -> dict[str, Any]:
         f"{p}/tokens/revoke": {
             "post": {"summary": "revoke the caller's token", "responses": _ok("RevokeResult")}
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics: GPUs against their headroom, jobs, counters",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         f"{p}/sim/load": {
             "post": {
                 "summary": "inject outside load on a simulated GPU",

@@ -25,6 +25,8 @@ from gpugate.api import schemas as api
 from gpugate.api.openapi import openapi_document
 from gpugate.daemon import views
 from gpugate.daemon.identity import PEER_KEY, TCP_KEY, Peer
+from gpugate.daemon.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gpugate.daemon.metrics import render as render_metrics
 from gpugate.daemon.service import Service, ServiceError
 from gpugate.daemon.tokens import TcpGuard, TokenStore
 from gpugate.runner.local import STDERR_FILE, STDOUT_FILE
@@ -201,6 +203,9 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         caller = _over_unix(request, peer(request))
         return json_response(api.RevokeResult(tokens.revoke(caller.uid)))
 
+    async def metrics(request: Request) -> Response:
+        return Response(render_metrics(engine), media_type=METRICS_CONTENT_TYPE)
+
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
 
@@ -223,6 +228,7 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         Route(f"{p}/tokens", guarded(new_token), methods=["POST"]),
         Route(f"{p}/tokens/revoke", guarded(revoke_token), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     return TcpGuard(app, tokens, tcp) if tcp else app

@@ -22,6 +22,7 @@ from gpugate.core.smoothing import UtilWindow
 from gpugate.core.types import Drain, GpuView, Preemption, SchedulingReply, SchedulingRequest
 from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.paths import StatePaths
+from gpugate.daemon.stats import DaemonStats
 from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, PreemptMode, Transition
@@ -89,6 +90,7 @@ class Engine:
         self._peaks_saved_at = 0.0
         self.pass_seconds = 0.0
         self.passes = 0
+        self.stats = DaemonStats()  # for /metrics
 
     # -------------------------------------------------------------------- observe
     def observe(self, snap: MachineSnapshot) -> None:
@@ -172,6 +174,7 @@ class Engine:
         self._time_deadline = reply.next_decision_at
         self.pass_seconds = time.perf_counter() - started
         self.passes += 1
+        self.stats.pass_seconds.observe(self.pass_seconds)
         return bool(ended or acted)
 
     def arm_kill(self, job: Job, now: float) -> None:
@@ -508,6 +511,9 @@ class Engine:
             )
             for s in reply.starts
         ]
+        for s in reply.starts:
+            self.stats.admissions += 1
+            self.stats.queue_wait_seconds.observe(now - self.active[s.job_id].waiting_since)
         # stored before launching: a crash in between leaves a job that recovery can find,
         # never a process the store does not know about
         self._commit(decided + starting)
@@ -515,6 +521,7 @@ class Engine:
         for verdict in reply.resumes:
             self.resume(self.active[verdict.job_id], now, verdict.reason)
         for preemption in reply.preemptions:
+            self.stats.preemptions[preemption.how.value] += 1
             self._preempt(preemption, now)
         return bool(reply.starts or reply.cancels or reply.ramped or reply.resumes)
 
@@ -588,6 +595,7 @@ class Engine:
                 self._forget_usage(job.id)
                 self._count_run(self.active.get(job.id), job)
             if job.state.is_terminal:
+                self.stats.ended[job.state.value] += 1
                 self.active.pop(job.id, None)
                 self.reasons.pop(job.id, None)
                 self.kill_at.pop(job.id, None)

@@ -1,0 +1,57 @@
+"""/metrics, parsed with the Prometheus client's own parser, against what the API says."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpugate.units import GiB
+from tests.integration.conftest import RunningDaemon, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(daemon: RunningDaemon) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = daemon.client._call("GET", "/metrics").decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def value(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float:
+    matches = [v for got, v in samples[name] if all(got.get(k) == x for k, x in labels.items())]
+    assert len(matches) == 1, (name, labels, samples.get(name))
+    return matches[0]
+
+
+def test_metrics_show_the_gpus_the_jobs_and_the_counters(daemon: RunningDaemon) -> None:
+    held = daemon.submit_using(16, 40, seconds=60)
+    daemon.wait_state(held, "running", timeout_s=20)
+    wait_for(lambda: daemon.client.gpus().gpus[0].mem_used_bytes >= 16 * GiB)
+    waits = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=10)  # 16 + 10 > 21.6
+    wait_for(lambda: "mem" in daemon.client.show(waits).job.reason)
+    samples = scrape(daemon)
+    gpu = daemon.client.gpus().gpus[0]
+    assert value(samples, "gpugate_gpu_memory_total_bytes", gpu="0") == gpu.mem_total_bytes
+    assert value(samples, "gpugate_gpu_memory_used_bytes", gpu="0") >= 16 * GiB
+    assert value(samples, "gpugate_gpu_memory_headroom_percent", gpu="0") == 90
+    assert value(samples, "gpugate_gpu_jobs", gpu="0") == 1
+    assert value(samples, "gpugate_jobs", state="running") == 1
+    assert value(samples, "gpugate_jobs", state="queued") == 1
+    assert value(samples, "gpugate_waiting_jobs", reason="memory") == 1
+    assert value(samples, "gpugate_admissions_total") == 1
+    assert value(samples, "gpugate_queue_wait_seconds_count") == 1
+    assert value(samples, "gpugate_scheduler_pass_seconds_count") >= 1
+    assert value(samples, "gpugate_scheduler_pass_seconds_bucket", le="+Inf") == value(
+        samples, "gpugate_scheduler_pass_seconds_count"
+    )
+    daemon.client.cancel(held)
+    daemon.wait_state(waits, "succeeded", timeout_s=30)
+    after = scrape(daemon)
+    assert value(after, "gpugate_admissions_total") == 2
+    assert value(after, "gpugate_jobs_ended_total", state="succeeded") == 1
+    assert value(after, "gpugate_jobs_ended_total", state="cancelled") == 1
