@@ -81,7 +81,7 @@ def as_user(user: pwd.struct_passwd, daemon: RunningDaemon, *args: str) -> dict[
 
 
 def job_id_of(answer: dict[str, object]) -> int:
-    job_id = answer["id"]
+    job_id = answer.get("id")
     assert isinstance(job_id, int), answer
     return job_id
 

@@ -222,6 +222,14 @@ def cmd_wait(args: argparse.Namespace, client: Client) -> int:
     return wait_all(client, args.ids, args.timeout, quiet=args.quiet)
 
 
+def cmd_top(args: argparse.Namespace, client: Client) -> int:
+    from gpugate.cli.top import run_top
+
+    if args.interval <= 0:
+        raise CliError("--interval must be a positive number of seconds")
+    return run_top(client, args.interval, args.once)
+
+
 def cmd_gpus(args: argparse.Namespace, client: Client) -> int:
     from gpugate.cli.format import gpus_table
 

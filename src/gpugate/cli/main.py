@@ -27,6 +27,7 @@ from gpugate.cli.commands import (
     cmd_submit,
     cmd_suspend,
     cmd_token,
+    cmd_top,
     cmd_wait,
 )
 from gpugate.cli.errors import EXIT_USAGE, CliError
@@ -159,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds; exit 124 if jobs still run")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("top", help="live full-screen view of the GPUs and the queue")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    p.add_argument("--once", action="store_true", help="print one frame and exit")
+    p.set_defaults(func=cmd_top)
 
     p = sub.add_parser("gpus", help="what the monitor sees: util, memory, processes, ours or not")
     p.add_argument("--json", action="store_true")
