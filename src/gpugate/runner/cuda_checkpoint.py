@@ -50,32 +50,30 @@ class CudaCheckpoint:
 
     def state(self, pid: int) -> str | None:
         """running, locked, checkpointed or failed; None for a process without CUDA."""
-        try:
-            done = subprocess.run(
-                [self.binary, "--get-state", "--pid", str(pid)],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if done.returncode != 0:
+        done = self._run("--get-state", pid)
+        if isinstance(done, str) or done.returncode != 0:
             return None
         return done.stdout.strip().lower() or None
 
     def _toggle_one(self, pid: int) -> str | None:
+        done = self._run("--toggle", pid)
+        if isinstance(done, str):
+            return f"pid {pid}: {done}"
+        if done.returncode != 0:
+            return f"pid {pid}: {(done.stderr or done.stdout).strip()[:200] or 'failed'}"
+        return None
+
+    def _run(self, action: str, pid: int) -> subprocess.CompletedProcess[str] | str:
+        """The utility's answer for one process, or why it could not be run."""
         try:
-            done = subprocess.run(
-                [self.binary, "--toggle", "--pid", str(pid)],
+            return subprocess.run(
+                [self.binary, action, "--pid", str(pid)],
                 capture_output=True,
                 text=True,
                 timeout=TIMEOUT_S,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"pid {pid}: {exc}"
-        if done.returncode != 0:
-            return f"pid {pid}: {(done.stderr or done.stdout).strip()[:200] or 'failed'}"
-        return None
+            return str(exc)
 
 
 def driver_major() -> int | None:
