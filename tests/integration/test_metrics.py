@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpugate.client import ApiError
 from gpugate.units import GiB
 from tests.integration.conftest import RunningDaemon, wait_for
 
@@ -55,3 +56,20 @@ def test_metrics_show_the_gpus_the_jobs_and_the_counters(daemon: RunningDaemon) 
     assert value(after, "gpugate_admissions_total") == 2
     assert value(after, "gpugate_jobs_ended_total", state="succeeded") == 1
     assert value(after, "gpugate_jobs_ended_total", state="cancelled") == 1
+
+
+def test_gpu_history_follows_the_load(daemon: RunningDaemon) -> None:
+    """The chart data: injected outside load shows in the recent points, with the lines."""
+    daemon.cli("sim", "load", "--gpu", "0", "--mem", "6GiB", "--util", "55", check=True)
+    wait_for(
+        lambda: any(
+            util == 55 and mem >= 6 * GiB
+            for _, util, mem in daemon.client.gpu_history(60).gpus[0].points
+        ),
+        what="the load in the history",
+    )
+    series = daemon.client.gpu_history(60).gpus[0]
+    assert (series.util_headroom_pct, series.mem_headroom_pct) == (90, 90)
+    assert series.points == sorted(series.points)  # in time order
+    with pytest.raises(ApiError, match="between 0 and 86400"):  # a day at most
+        daemon.client.gpu_history(90000)

@@ -66,6 +66,7 @@ def openapi_document() -> dict[str, Any]:
         api.ErrorBody,
         api.SimLoadRequest,
         api.TokenResult,
+        api.GpuHistory,
         api.RevokeResult,
     ]
     _, components = msgspec.json.schema_components(
@@ -140,6 +141,19 @@ def openapi_document() -> dict[str, Any]:
             }
         },
         f"{p}/gpus": {"get": {"summary": "what the monitor sees", "responses": _ok("GpuList")}},
+        f"{p}/gpus/history": {
+            "get": {
+                "summary": "each GPU's load over the last seconds (up to a day), for charts",
+                "parameters": [
+                    {
+                        "name": "seconds",
+                        "in": "query",
+                        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                    }
+                ],
+                "responses": _ok("GpuHistory"),
+            }
+        },
         f"{p}/tokens": {
             "post": {
                 "summary": "a new token for the API on TCP for the caller (Unix socket only)",

@@ -190,6 +190,12 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
     async def gpus(request: Request) -> Response:
         return json_response(views.gpu_list(engine))
 
+    async def gpu_history(request: Request) -> Response:
+        seconds = _float_param(request, "seconds", 600.0)
+        if not 0 < seconds <= 86400:
+            raise ServiceError("seconds must be between 0 and 86400 (a day)")
+        return json_response(views.gpu_history(engine, seconds))
+
     async def sim_load(request: Request) -> Response:
         service.require_admin(peer(request), "change simulated GPU load")
         service.sim_load(msgspec.json.decode(await request.body(), type=api.SimLoadRequest))
@@ -224,6 +230,7 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         Route(p + "/jobs/{job_id:int}/wait", guarded(wait), methods=["GET"]),
         Route(p + "/jobs/{job_id:int}/logs", guarded(logs), methods=["GET"]),
         Route(f"{p}/gpus", guarded(gpus), methods=["GET"]),
+        Route(f"{p}/gpus/history", guarded(gpu_history), methods=["GET"]),
         Route(f"{p}/sim/load", guarded(sim_load), methods=["POST"]),
         Route(f"{p}/tokens", guarded(new_token), methods=["POST"]),
         Route(f"{p}/tokens/revoke", guarded(revoke_token), methods=["POST"]),

@@ -149,6 +149,23 @@ class GpuList(msgspec.Struct):
     gpus: list[GpuInfo]
 
 
+class GpuSeries(msgspec.Struct, kw_only=True):
+    index: int
+    uuid: str
+    mem_total_bytes: int
+    util_headroom_pct: float
+    mem_headroom_pct: float
+    points: list[tuple[float, float | None, int]]  # time, utilization %, memory used bytes
+
+
+class GpuHistory(msgspec.Struct):
+    """Each GPU's load over the last ``seconds``: every sample within the last hour,
+    one point a minute (its mean) beyond, up to a day."""
+
+    seconds: float
+    gpus: list[GpuSeries]
+
+
 class Health(msgspec.Struct):
     version: str
     backend: str

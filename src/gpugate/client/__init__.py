@@ -170,6 +170,9 @@ class Client:
     def health(self) -> api.Health:
         return self._get(f"{_P}/health", api.Health)
 
+    def gpu_history(self, seconds: float = 600.0) -> api.GpuHistory:
+        return self._get(f"{_P}/gpus/history", api.GpuHistory, {"seconds": seconds})
+
     def create_token(self) -> api.TokenResult:
         """A new token for the HTTP API on TCP, replacing this user's old one."""
         return self._post(f"{_P}/tokens", api.TokenResult, None)

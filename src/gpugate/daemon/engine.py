@@ -23,6 +23,7 @@ from gpugate.core.types import Drain, GpuView, Preemption, SchedulingReply, Sche
 from gpugate.daemon.config import DaemonConfig
 from gpugate.daemon.paths import StatePaths
 from gpugate.daemon.stats import DaemonStats
+from gpugate.daemon.timeline import GpuTimeline
 from gpugate.gpu.base import GpuMonitor
 from gpugate.lifecycle import advance
 from gpugate.model import GpuSnapshot, Job, JobUsage, MachineSnapshot, PreemptMode, Transition
@@ -91,11 +92,13 @@ class Engine:
         self.pass_seconds = 0.0
         self.passes = 0
         self.stats = DaemonStats()  # for /metrics
+        self.timeline = GpuTimeline()  # each GPU's recent load, for charts
 
     # -------------------------------------------------------------------- observe
     def observe(self, snap: MachineSnapshot) -> None:
         """Take a monitor snapshot: smooth utilization, attribute processes to jobs."""
         self.snapshot = snap
+        self.timeline.add(snap)
         for gpu in snap.gpus:
             if gpu.util_pct is not None:
                 window = self.windows.setdefault(gpu.uuid, UtilWindow(self.config.util_window_s))

@@ -118,6 +118,25 @@ class FairShareNote:
         )
 
 
+def gpu_history(engine: Engine, seconds: float) -> api.GpuHistory:
+    now = engine.clock()
+    policy = engine.config.policy
+    return api.GpuHistory(
+        seconds,
+        [
+            api.GpuSeries(
+                index=gpu.index,
+                uuid=gpu.uuid,
+                mem_total_bytes=gpu.mem_total_bytes,
+                util_headroom_pct=policy.limits_for(gpu.uuid, gpu.index).util_headroom_pct,
+                mem_headroom_pct=policy.limits_for(gpu.uuid, gpu.index).mem_headroom_pct,
+                points=engine.timeline.series(gpu.uuid, seconds, now),
+            )
+            for gpu in engine.snapshot.gpus
+        ],
+    )
+
+
 def gpu_list(engine: Engine) -> api.GpuList:
     """What the monitor sees, with each GPU's load as admission counts it (core.load)."""
     snap = engine.snapshot
