@@ -183,3 +183,7 @@ def _kill_jobs(home: Path) -> None:
 @pytest.fixture
 def daemon(make_daemon: Callable[..., RunningDaemon]) -> RunningDaemon:
     return make_daemon()
+
+
+# other users' fixtures (users.py imports RunningDaemon from here, hence at the end)
+from tests.integration.users import make_user, other_user  # noqa: E402, F401

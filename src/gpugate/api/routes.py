@@ -24,7 +24,7 @@ from gpugate import __version__
 from gpugate.api import schemas as api
 from gpugate.api.openapi import openapi_document
 from gpugate.daemon import views
-from gpugate.daemon.identity import PEER_KEY, TCP_KEY, Peer
+from gpugate.daemon.identity import PEER_KEY, TCP_KEY, Peer, user_name
 from gpugate.daemon.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gpugate.daemon.metrics import render as render_metrics
 from gpugate.daemon.service import Service, ServiceError
@@ -209,6 +209,17 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         caller = _over_unix(request, peer(request))
         return json_response(api.RevokeResult(tokens.revoke(caller.uid)))
 
+    async def whoami(request: Request) -> Response:
+        caller = peer(request)
+        admin = service.authority.is_admin(caller.uid)
+        return json_response(api.WhoAmI(caller.uid, user_name(caller.uid), admin))
+
+    async def dashboard(request: Request) -> Response:
+        return _static("index.html")
+
+    async def static(request: Request) -> Response:
+        return _static(request.path_params["name"])
+
     async def metrics(request: Request) -> Response:
         return Response(render_metrics(engine), media_type=METRICS_CONTENT_TYPE)
 
@@ -236,9 +247,29 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         Route(f"{p}/tokens/revoke", guarded(revoke_token), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route(f"{p}/whoami", guarded(whoami), methods=["GET"]),
+        Route("/", dashboard, methods=["GET"]),
+        Route("/static/{name}", static, methods=["GET"]),
+        Route("/favicon.ico", lambda request: Response(status_code=204), methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     return TcpGuard(app, tokens, tcp) if tcp else app
+
+
+WEB = Path(__file__).parent.parent / "web" / "static"
+_WEB_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+
+def _static(name: str) -> Response:
+    """The dashboard's own files (a fixed list: no path from the request reaches the
+    file system). They hold no data, so TCP serves them without a token."""
+    if name not in _WEB_TYPES:
+        return error(f"no such file {name!r}", 404)
+    return Response((WEB / name).read_bytes(), media_type=_WEB_TYPES[name])
 
 
 def _over_unix(request: Request, caller: Peer) -> Peer:

@@ -97,6 +97,7 @@ class JobView(msgspec.Struct, kw_only=True, gc=False):  # no cycles: skip GC tra
     peak_mem_bytes: int | None
     peak_util_pct: float | None
     owner_uid: int
+    owner_name: str = ""
     pid: int | None
 
 
@@ -179,6 +180,14 @@ class Health(msgspec.Struct):
 
 class ErrorBody(msgspec.Struct):
     error: str
+
+
+class WhoAmI(msgspec.Struct):
+    """The caller, as the daemon knows them (peer credentials or token)."""
+
+    uid: int
+    user: str
+    admin: bool
 
 
 class TokenResult(msgspec.Struct):

@@ -11,6 +11,7 @@ Who may act on a job: its owner, root, and members of the configured admin group
 
 from __future__ import annotations
 
+import functools
 import grp
 import json
 import os
@@ -127,6 +128,7 @@ def groups_of(uid: int) -> set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=4096)
 def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name

@@ -135,18 +135,20 @@ class TcpGuard:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         state = scope.get("state") or {}
         if scope["type"] == "http" and state.get(TCP_KEY):
-            peer, status, why = self._admit(scope)
+            peer, status, why = self._admit(scope, token_needed=not _public(scope))
             if peer is None:
                 await _refuse(send, status, why)
                 return
             state[PEER_KEY] = peer
         await self.app(scope, receive, send)
 
-    def _admit(self, scope: Any) -> tuple[Peer | None, int, str]:
+    def _admit(self, scope: Any, token_needed: bool) -> tuple[Peer | None, int, str]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         why = same_site(headers.get("host"), headers.get("origin"), self.listening)
         if why is not None:
             return None, 403, why
+        if not token_needed:
+            return Peer(0, -1, -1), 200, ""  # the dashboard's files: no data, no identity
         token = bearer(headers.get("authorization"))
         uid = None if token is None else self.tokens.uid_of(token)
         if uid is None:
@@ -156,6 +158,13 @@ class TcpGuard:
         except KeyError:
             return None, 401, f"the token's user (uid {uid}) has no account here any more"
         return Peer(0, uid, gid), 200, ""
+
+
+def _public(scope: Any) -> bool:
+    """The dashboard's page and files: a browser cannot send a token to fetch them."""
+    path = scope.get("path", "")
+    public = path in ("/", "/favicon.ico") or path.startswith("/static/")
+    return bool(scope.get("method") == "GET" and public)
 
 
 async def _refuse(send: Any, status: int, why: str) -> None:

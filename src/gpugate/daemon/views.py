@@ -46,6 +46,7 @@ def job_view(engine: Engine, job: Job, fair: FairShareNote | None = None) -> api
         peak_mem_bytes=job.peak_mem_bytes,
         peak_util_pct=job.peak_util_pct,
         owner_uid=job.spec.owner_uid,
+        owner_name=user_name(job.spec.owner_uid),
         pid=job.pid,
     )
 
