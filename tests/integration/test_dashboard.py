@@ -65,7 +65,7 @@ def test_the_page_shows_the_gpus_and_follows_the_load(browser: Any, web: Any) ->
         "document.querySelector('#gpu-1 .util').textContent.startsWith('utilization 55%')"
     )
     assert "memory 6.0 GiB of 24.0 GiB" in page.inner_text("#gpu-1 .mem")
-    assert "1 other process" in page.inner_text("#gpu-1 .users")
+    assert "(not gpugate's) 6.0 GiB" in page.inner_text("#gpu-1 .users")
     screenshot(page, "dashboard.png")
 
 
@@ -126,3 +126,15 @@ def test_the_page_needs_no_token_but_the_data_does(web: Any) -> None:
         conn.request("GET", path)
         assert conn.getresponse().status == status, path
         conn.close()
+
+
+def test_the_job_page_charts_its_gpu_use(browser: Any, web: Any) -> None:
+    daemon, url = web
+    job = daemon.submit_using(6, 35, seconds=30)
+    wait_for(lambda: daemon.client.job_usage(job).usage.points, what="the job's use")
+    page = signed_in(browser, url, root_token(daemon))
+    page.goto(f"{url}/#job/{job}")
+    page.wait_for_function("document.querySelector('#job-use')?.textContent.includes('35%')")
+    assert "6.0 GiB memory (expected 6.0 GiB" in page.inner_text("#job-use")
+    assert page.locator("#job-util").count() == 1
+    daemon.client.cancel(job)

@@ -73,3 +73,15 @@ def test_gpu_history_follows_the_load(daemon: RunningDaemon) -> None:
     assert series.points == sorted(series.points)  # in time order
     with pytest.raises(ApiError, match="between 0 and 86400"):  # a day at most
         daemon.client.gpu_history(90000)
+
+
+def test_a_jobs_gpu_use_is_kept_for_its_chart(daemon: RunningDaemon) -> None:
+    job = daemon.submit_using(6, 35, seconds=30)
+    wait_for(
+        lambda: any(mem >= 6 * GiB for _, _, mem in daemon.client.job_usage(job).usage.points),
+        what="the job's use in its history",
+    )
+    points = daemon.client.job_usage(job).usage.points
+    assert points == sorted(points)
+    assert points[-1][1] == 35  # utilization as the simulated GPU reports it
+    daemon.client.cancel(job)

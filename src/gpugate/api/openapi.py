@@ -67,6 +67,7 @@ def openapi_document() -> dict[str, Any]:
         api.SimLoadRequest,
         api.TokenResult,
         api.GpuHistory,
+        api.JobUsageHistory,
         api.RevokeResult,
     ]
     _, components = msgspec.json.schema_components(
@@ -139,6 +140,9 @@ def openapi_document() -> dict[str, Any]:
                     "404": _ERRORS["404"],
                 },
             }
+        },
+        p + "/jobs/{job_id}/usage": {
+            "get": _job_op("the job's GPU use as sampled (its last hour)", "JobUsageHistory")
         },
         f"{p}/gpus": {"get": {"summary": "what the monitor sees", "responses": _ok("GpuList")}},
         f"{p}/gpus/history": {

@@ -190,6 +190,12 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
     async def gpus(request: Request) -> Response:
         return json_response(views.gpu_list(engine))
 
+    async def job_usage(request: Request) -> Response:
+        ident = job_id(request)
+        service.may_read_logs(peer(request), ident)  # what it does is as private as its log
+        points = list(engine.timeline.jobs.get(ident, ()))
+        return json_response(api.JobUsageHistory(ident, api.UsageSeries(points)))
+
     async def gpu_history(request: Request) -> Response:
         seconds = _float_param(request, "seconds", 600.0)
         if not 0 < seconds <= 86400:
@@ -240,6 +246,7 @@ def build_app(service: Service, daemon: DaemonHandle, tcp: str = "") -> Any:
         Route(p + "/jobs/{job_id:int}/priority", guarded(priority), methods=["POST"]),
         Route(p + "/jobs/{job_id:int}/wait", guarded(wait), methods=["GET"]),
         Route(p + "/jobs/{job_id:int}/logs", guarded(logs), methods=["GET"]),
+        Route(p + "/jobs/{job_id:int}/usage", guarded(job_usage), methods=["GET"]),
         Route(f"{p}/gpus", guarded(gpus), methods=["GET"]),
         Route(f"{p}/gpus/history", guarded(gpu_history), methods=["GET"]),
         Route(f"{p}/sim/load", guarded(sim_load), methods=["POST"]),

@@ -159,6 +159,17 @@ class GpuSeries(msgspec.Struct, kw_only=True):
     points: list[tuple[float, float | None, int]]  # time, utilization %, memory used bytes
 
 
+class UsageSeries(msgspec.Struct):
+    points: list[tuple[float, float | None, int]]  # time, utilization %, memory bytes
+
+
+class JobUsageHistory(msgspec.Struct):
+    """A job's use of its GPUs as sampled (summed over them), oldest first."""
+
+    job_id: int
+    usage: UsageSeries
+
+
 class GpuHistory(msgspec.Struct):
     """Each GPU's load over the last ``seconds``: every sample within the last hour,
     one point a minute (its mean) beyond, up to a day."""

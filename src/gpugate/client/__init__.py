@@ -170,6 +170,9 @@ class Client:
     def health(self) -> api.Health:
         return self._get(f"{_P}/health", api.Health)
 
+    def job_usage(self, job_id: int) -> api.JobUsageHistory:
+        return self._get(f"{_P}/jobs/{job_id}/usage", api.JobUsageHistory)
+
     def gpu_history(self, seconds: float = 600.0) -> api.GpuHistory:
         return self._get(f"{_P}/gpus/history", api.GpuHistory, {"seconds": seconds})
 

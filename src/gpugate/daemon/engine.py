@@ -113,6 +113,7 @@ class Engine:
                 self.pid_owner[proc.pid] = job_id
                 self._add_usage(job_id, gpu.uuid, proc.mem_bytes or 0, proc.util_pct)
         self._record_peaks()
+        self.timeline.add_jobs(snap.taken_at, {j: _summed(u) for j, u in self.usage.items()})
 
     def _add_usage(self, job_id: int, uuid: str, mem: int, util: float | None) -> None:
         per_gpu = self.usage.setdefault(job_id, {})
@@ -674,6 +675,12 @@ def describe_exit(code: int) -> str:
         except ValueError:
             pass
     return f"exited {code}"
+
+
+def _summed(per_gpu: dict[str, JobUsage]) -> tuple[float | None, int]:
+    """A job's use over its GPUs: utilization summed (None if no GPU reports it)."""
+    utils = [u.util_pct for u in per_gpu.values() if u.util_pct is not None]
+    return (sum(utils) if utils else None), sum(u.mem_bytes for u in per_gpu.values())
 
 
 def _rebuilt_ledger(store: Store, half_life_s: float, now: float) -> UsageLedger:

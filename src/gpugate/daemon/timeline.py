@@ -1,7 +1,9 @@
-"""Each GPU's recent load, for charts (the dashboard, ``GET /v1/gpus/history``).
+"""Each GPU's recent load, and each running job's, for charts (the dashboard,
+``GET /v1/gpus/history``, ``GET /v1/jobs/{id}/usage``).
 
 Every monitor sample for the last hour, and one point per minute (the minute's mean) for
-the last day: about 150 KB per GPU at one sample a second.
+the last day: about 150 KB per GPU at one sample a second. A job's samples are kept
+while it is active and its last hour for a while after (``JOB_POINTS``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from gpugate.model import MachineSnapshot
 FINE_POINTS = 3600  # samples: an hour at the default 1 s monitor interval
 COARSE_POINTS = 24 * 60  # minutes: a day
 MINUTE_S = 60.0
+MAX_JOBS_KEPT = 256  # jobs whose use is kept (by id: the newest)
 
 Point = tuple[float, float | None, int]  # time, utilization %, memory used (bytes)
 
@@ -36,6 +39,15 @@ class GpuTimeline:
     fine: dict[str, deque[Point]] = field(default_factory=dict)
     coarse: dict[str, deque[Point]] = field(default_factory=dict)
     _minute: dict[str, _Minute] = field(default_factory=dict)
+    jobs: dict[int, deque[Point]] = field(default_factory=dict)  # job -> its use, summed
+
+    def add_jobs(self, at: float, usage: dict[int, tuple[float | None, int]]) -> None:
+        """Each job seen on the GPUs at ``at``: its utilization and memory over its GPUs."""
+        for job_id, (util, mem) in usage.items():
+            self.jobs.setdefault(job_id, deque(maxlen=FINE_POINTS)).append((at, util, mem))
+        if len(self.jobs) > MAX_JOBS_KEPT:  # the oldest (ended long ago) go first
+            for job_id in sorted(self.jobs)[: len(self.jobs) - MAX_JOBS_KEPT]:
+                del self.jobs[job_id]
 
     def add(self, snap: MachineSnapshot) -> None:
         for gpu in snap.gpus:

@@ -110,13 +110,21 @@ async function refreshGpus() {
     card.querySelector(".mem").textContent =
       "memory " + gib(last[2]) + " of " + gib(series.mem_total_bytes) +
       " (line " + series.mem_headroom_pct + "%)";
-    const ours = info ? info.jobs.map((j) => "#" + j) : [];
-    const others = info ? info.processes.filter((p) => p.job_id === null).length : 0;
-    card.querySelector(".users").textContent =
-      "jobs: " + (ours.join(", ") || "none") + (others ? " + " + others + " other process(es)" : "");
+    card.querySelector(".users").textContent = info ? whoUses(info) : "";
     drawChart(card.querySelector(".util-chart"), series.points, (p) => p[1], series.util_headroom_pct, "#1565c0");
     drawChart(card.querySelector(".mem-chart"), series.points, (p) => memPct(p[2]), series.mem_headroom_pct, "#2e7d32");
   }
+}
+
+function whoUses(info) {
+  // each gpugate job and each outside process, with the memory it holds
+  const parts = info.processes.map((p) =>
+    (p.job_id === null ? "pid " + p.pid + " " + p.name + " (not gpugate's)" : "job #" + p.job_id) +
+    (p.mem_bytes === null ? "" : " " + gib(p.mem_bytes)),
+  );
+  const seen = new Set(info.processes.map((p) => p.job_id));
+  for (const j of info.jobs) if (!seen.has(j)) parts.push("job #" + j + " (starting)");
+  return "using it: " + (parts.join(", ") || "nobody");
 }
 
 function gib(bytes) {
@@ -229,6 +237,8 @@ async function showJob(jobId) {
     "<p><code>" + escapeHtml(job.command) + "</code> in <code>" + escapeHtml(detail.cwd) + "</code></p>" +
     "<p>" + job.state + ", priority " + job.priority + ", " + job.gpus + " GPU(s)" +
     (job.mem_bytes ? ", expects " + gib(job.mem_bytes) : "") + "</p>" +
+    '<h3>GPU use</h3><div class="legend" id="job-use"></div>' +
+    '<canvas id="job-util" class="job-chart"></canvas><canvas id="job-mem" class="job-chart"></canvas>' +
     '<h3>History</h3><ol class="history"></ol><h3>Log</h3><pre id="log"></pre>';
   const list = section.querySelector(".history");
   for (const t of detail.history) {
@@ -237,7 +247,30 @@ async function showJob(jobId) {
       new Date(t.at * 1000).toLocaleTimeString() + "  " + (t.from_state || "-") + " → " + t.to_state + ": " + t.reason;
     list.appendChild(item);
   }
+  await drawJobUse(job);
   followLog(job.id);
+}
+
+async function drawJobUse(job) {
+  if (!job.gpus) {
+    $("job-use").textContent = "CPU-only job";
+    return;
+  }
+  const usage = await api("GET", "/jobs/" + job.id + "/usage");
+  const points = usage.usage.points;
+  const last = points[points.length - 1];
+  // memory on a scale a quarter above the most it expected or held, so both lines show
+  const memTotal = 1.25 * Math.max(job.mem_bytes || 0, ...points.map((p) => p[2]), 1);
+  $("job-use").textContent = last
+    ? "now " + (last[1] === null ? "n/a" : last[1].toFixed(0) + "%") + " utilization (summed over its GPUs), " +
+      gib(last[2]) + " memory (" + (job.mem_bytes ? "expected " + gib(job.mem_bytes) + ", dashed" : "no expectation") + ")"
+    : "not seen on a GPU yet";
+  const span = points.length ? Math.max(60, Date.now() / 1000 - points[0][0]) : 60;
+  const saved = historyS;
+  historyS = span; // the chart's window: the whole of what was sampled
+  drawChart($("job-util"), points, (p) => p[1], 100 * job.gpus, "#1565c0");
+  drawChart($("job-mem"), points, (p) => (100 * p[2]) / memTotal, job.mem_bytes ? (100 * job.mem_bytes) / memTotal : 100, "#2e7d32");
+  historyS = saved;
 }
 
 async function followLog(jobId) {
