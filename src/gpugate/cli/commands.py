@@ -6,9 +6,11 @@ Imports stay inside the commands: each pays only for what it uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +66,9 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
         checkpoint_path=_absolute(args.checkpoint),
     )
     # the submitter's environment travels once for the whole batch
-    jobs = client.submit([JobSubmission(command=c, **common) for c in commands], dict(os.environ))
+    batch = [JobSubmission(command=c, **common) for c in commands]
+    with _batch_progress(len(batch)):
+        jobs = client.submit(batch, dict(os.environ))
     if args.json:
         _print_json(jobs)
     elif len(jobs) == 1:
@@ -75,6 +79,25 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     else:
         print(f"submitted {len(jobs)} jobs: {jobs[0].id}-{jobs[-1].id}")
     return 0
+
+
+@contextlib.contextmanager
+def _batch_progress(count: int) -> Iterator[None]:
+    """A big batch is one request (all or none), so its progress is its elapsed time:
+    said on a terminal's stderr while it is sent and stored."""
+    if count < BIG_BATCH or not sys.stderr.isatty():
+        yield
+        return
+    started = time.monotonic()
+    print(f"submitting {count} jobs (one batch: all or none)...", end="", file=sys.stderr)
+    sys.stderr.flush()
+    try:
+        yield
+    finally:
+        print(f" {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+BIG_BATCH = 1000
 
 
 def _commands(args: argparse.Namespace) -> list[str]:
