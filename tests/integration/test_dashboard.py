@@ -45,7 +45,8 @@ def screenshot(page: Any, name: str) -> None:
 
 
 def signed_in(browser: Any, url: str, token: str) -> Any:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # the page forbids eval (its CSP); Playwright's wait_for_function needs it
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     page.goto(f"{url}/#token={token}")
     page.wait_for_selector("#gpu-0")
     return page
@@ -66,6 +67,9 @@ def test_the_page_shows_the_gpus_and_follows_the_load(browser: Any, web: Any) ->
     )
     assert "memory 6.0 GiB of 24.0 GiB" in page.inner_text("#gpu-1 .mem")
     assert "(not gpugate's) 6.0 GiB" in page.inner_text("#gpu-1 .users")
+    strict = browser.new_page()  # the page works under its own CSP (no bypass)
+    strict.goto(f"{url}/#token={root_token(daemon)}")
+    strict.wait_for_selector("#gpu-1 .users:has-text('6.0 GiB')")
     screenshot(page, "dashboard.png")
 
 

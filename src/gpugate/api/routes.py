@@ -276,7 +276,9 @@ def _static(name: str) -> Response:
     file system). They hold no data, so TCP serves them without a token."""
     if name not in _WEB_TYPES:
         return error(f"no such file {name!r}", 404)
-    return Response((WEB / name).read_bytes(), media_type=_WEB_TYPES[name])
+    # only our own files run in the page, and no other site may frame it
+    headers = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
+    return Response((WEB / name).read_bytes(), media_type=_WEB_TYPES[name], headers=headers)
 
 
 def _over_unix(request: Request, caller: Peer) -> Peer:
