@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def shared_daemon(make_daemon: Callable[..., RunningDaemon], tmp_path: Path) -> RunningDaemon:
+def shared_daemon(make_daemon: Callable[..., RunningDaemon]) -> RunningDaemon:
     """A daemon whose socket the second user can reach (user mode keeps it owner-only;
     the test opens it, as a system-mode daemon does for its group)."""
     daemon = make_daemon()

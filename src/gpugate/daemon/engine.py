@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from gpugate.core.fairshare import UsageLedger, current_usage, fair_share_points
+from gpugate.core.load import GpuLoad, build_loads
 from gpugate.core.schedule import schedule
 from gpugate.core.smoothing import UtilWindow
 from gpugate.core.types import Drain, GpuView, Preemption, SchedulingReply, SchedulingRequest
@@ -208,8 +209,7 @@ class Engine:
         """Each user's decayed GPU-seconds, the runs going now included (fair share)."""
         if self.config.policy.fair_share_weight == 0:
             return {}
-        holding = [self.active[i] for i in self._holding if i in self.active]
-        return current_usage(self.ledger, holding, now)
+        return current_usage(self.ledger, self.holders(), now)
 
     def _request(self, now: float) -> SchedulingRequest:
         self.last_user_usage = self.user_usage(now)  # what the pass ranked by; views explain
@@ -636,6 +636,13 @@ class Engine:
     def holders(self) -> list[Job]:
         """The active jobs that are starting or running on the machine."""
         return [self.active[i] for i in self._holding]
+
+    def loads(self) -> dict[str, GpuLoad]:
+        """Each GPU's load as admission counts it now (reservations included), by uuid:
+        what ``gpus``, ``top`` and ``/metrics`` show."""
+        holders = self.holders()
+        starting = {j.id for j in holders if j.state is JobState.STARTING}
+        return build_loads(self.gpu_views(), holders, self.usage, self.config.policy, starting)
 
     def track_dependencies(self, jobs: Iterable[Job]) -> None:
         for job in jobs:

@@ -20,7 +20,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gpugate.core.load import build_loads
 from gpugate.daemon.engine import Engine
 from gpugate.daemon.stats import Histogram, reason_kind
 from gpugate.states import JobState
@@ -39,10 +38,7 @@ class EngineCollector(Collector):
 
     def _gpus(self) -> Iterator[Metric]:
         engine = self.engine
-        holders = engine.holders()
-        starting = {j.id for j in holders if j.state is JobState.STARTING}
-        policy = engine.config.policy
-        loads = build_loads(engine.gpu_views(), holders, engine.usage, policy, starting)
+        loads = engine.loads()
         labels = ["gpu", "uuid"]
         util = GaugeMetricFamily("gpugate_gpu_utilization_percent", "As seen", labels=labels)
         smooth = GaugeMetricFamily(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from gpugate.api import schemas as api
-from gpugate.core.load import GpuLoad, build_loads
+from gpugate.core.load import GpuLoad
 from gpugate.core.queue import in_queue_order
 from gpugate.daemon.engine import Engine
 from gpugate.daemon.identity import user_name
@@ -141,9 +141,7 @@ def gpu_history(engine: Engine, seconds: float) -> api.GpuHistory:
 def gpu_list(engine: Engine) -> api.GpuList:
     """What the monitor sees, with each GPU's load as admission counts it (core.load)."""
     snap = engine.snapshot
-    holders = engine.holders()
-    starting = {j.id for j in holders if j.state is JobState.STARTING}
-    loads = build_loads(engine.gpu_views(), holders, engine.usage, engine.config.policy, starting)
+    loads = engine.loads()
     return api.GpuList(
         backend=snap.backend,
         note=snap.note,
