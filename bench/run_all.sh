@@ -41,11 +41,12 @@ if [[ "${1:-}" == "--quick" ]]; then
         "preempt_latency.py --rounds 3"
         "identity_cost.py --rounds 50"
         "fair_share.py --hours 12"
+        "offload.py --quick"
     )
 else
     runs=(cli_latency.py submit_to_start.py throughput.py queue_scale.py idle_cpu.py
           suspend_latency.py preempt_latency.py identity_cost.py
-          "fair_share.py --out $root/docs/img/fair_share.png")
+          "fair_share.py --out $root/docs/img/fair_share.png" offload.py)
 fi
 
 mkdir -p "${BENCH_OUT_DIR:-$here/out}"

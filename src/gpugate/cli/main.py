@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pid", type=int, help="the process that uses it (default: the caller's parent)"
     )
     p.set_defaults(func=cmd_sim, needs_client=True)
+    from gpugate.cli.offload import add_offload_commands
+
+    add_offload_commands(sub)
     return parser
 
 

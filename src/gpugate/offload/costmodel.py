@@ -1,0 +1,299 @@
+"""The learned cost model: how long one variant of a task takes, from what it is given
+and what the machine is doing. Pure: no clock, no I/O; fit and predict only.
+
+For each (kind, variant, dtype) it keeps a ridge regression of the log of the run time,
+
+    ln(seconds) = w0 + w1*l + w2*l**2 + w3*z + w4*z*l
+
+where ``l = log10(work / 1e6)`` (the task's work in decades around a million units) and
+``z`` is the contention of the device the variant runs on (``cpu_contention`` and
+``gpu_contention`` below). The log makes errors relative (a 10 us task and a 10 s task
+count alike), ``l**2`` bends the line where a fixed launch cost gives way to throughput,
+and the two ``z`` terms make a busy device a multiplicative slowdown that may depend on
+size. Transfers are modelled the same way with the bytes moved as the work and no ``z``.
+
+It learns online: each measurement updates exponentially-forgotten sufficient statistics
+(``FORGET`` per observation, so the model follows a machine that changes) and the weights
+are re-solved. The ridge is anchored at a physical prior (time proportional to work; a
+device half taken is about twice as slow) rather than at zero, so a model that has never
+seen a loaded machine still predicts that load slows it down, and the prior's pull
+vanishes as data arrives. Prediction returns the mean of ``ln(seconds)`` and its variance
+(parameter uncertainty only), which the chooser uses to explore while it is unsure.
+
+Prediction is plain Python on five numbers: a decision among three variants costs a few
+microseconds (a scikit-learn ``predict()`` on one row costs hundreds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+N_FEATURES = 5
+FORGET = 0.998  # per observation: the last ~500 observations of a key dominate
+_LN_MILLISECOND = math.log(1e-3)
+_LN10 = math.log(10.0)
+# Prior mean of the weights: 1e6 work units take 1 ms; time proportional to work (a
+# decade of work is a decade of time); no bend; contention z slows down by e**z.
+PRIOR_MEAN = (_LN_MILLISECOND, _LN10, 0.0, 1.0, 0.0)
+# A transfer's: a megabyte in 100 us (about 10 GB/s, a PCIe 3/4 link), proportional.
+TRANSFER_PRIOR_MEAN = (math.log(1e-4), _LN10, 0.0, 0.0, 0.0)
+TRANSFER_PREFIX = "transfer/"
+# Ridge strength toward the prior, per weight. Weak on level and slope (the first two
+# observations decide them), stronger on the bend (prefer a straight line until the data
+# insists) and on the contention terms (a machine is rarely seen loaded; keep the prior).
+PRIOR_STRENGTH = (1e-3, 1e-2, 0.3, 2.0, 2.0)
+PRIOR_NOISE_VAR = 0.05  # of ln(seconds): about 22% run-to-run spread until measured
+NOISE_PRIOR_WEIGHT = 2.0  # observations' worth of belief in PRIOR_NOISE_VAR
+OUTLIER_SD = 3.0
+SOLVE_EVERY_RUN_UNTIL = 32
+SOLVE_EVERY = 4
+_STRENGTH = np.array(PRIOR_STRENGTH)
+_RIDGE = np.diag(_STRENGTH)
+FITTED_DOF = 3  # weights the data pins down (level, slope, bend) before residuals are noise
+
+
+def decades(work: float) -> float:
+    """``l``: the work in decades around a million units (1e6 -> 0.0, 1e9 -> 3.0)."""
+    return math.log10(max(work, 1.0)) - 6.0
+
+
+def cpu_contention(runnable_others: float, cpu_count: int) -> float:
+    """``z`` for a CPU variant: ln(1 + runnable threads of other processes per core).
+    A parallel loop over every core runs about (1 + R/C) times slower beside R others."""
+    return math.log1p(max(runnable_others, 0.0) / max(cpu_count, 1))
+
+
+def gpu_contention(util_others_pct: float) -> float:
+    """``z`` for a GPU variant: -ln(1 - others' utilization), capped at 95%. A GPU whose
+    SMs others keep busy a fraction u of the time gives a kernel about 1/(1-u) of its time."""
+    busy = min(max(util_others_pct, 0.0), 95.0) / 100.0
+    return -math.log1p(-busy)
+
+
+def features(work: float, contention: float) -> tuple[float, float, float, float, float]:
+    """The regression's inputs for one call (see the module docstring)."""
+    l = decades(work)  # noqa: E741 - the equation's name
+    return (1.0, l, l * l, contention, contention * l)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """``ln(seconds)`` expected and the variance of that expectation; ``observations``
+    is how many measurements (forgotten ones included) the model has seen."""
+
+    log_mean: float
+    log_var: float
+    observations: int
+
+    @property
+    def seconds(self) -> float:
+        """The median run time (``exp`` of the mean log)."""
+        return math.exp(self.log_mean)
+
+    @property
+    def relative_sd(self) -> float:
+        """Uncertainty as a fraction of the prediction (0.1: about +-10%)."""
+        return math.sqrt(max(self.log_var, 0.0))
+
+
+@dataclass(slots=True)
+class LogLinearModel:
+    """One online ridge regression of ln(seconds) (see the module docstring).
+
+    ``gram`` and ``moment`` are the forgotten sums of x x^T and x y over observations;
+    ``weights`` and ``inverse`` (of gram + ridge) are re-solved after each update and
+    kept as tuples so that ``predict`` never touches NumPy.
+    """
+
+    gram: list[list[float]] = field(default_factory=lambda: _zeros(N_FEATURES, N_FEATURES))
+    moment: list[float] = field(default_factory=lambda: [0.0] * N_FEATURES)
+    low: float = math.inf  # the smallest and largest l observed: beyond them the bend
+    high: float = -math.inf  # is not extrapolated (see predict_at)
+    square_sum: float = 0.0  # forgotten sum of y**2
+    weight_sum: float = 0.0  # forgotten count of observations
+    noise_var: float = PRIOR_NOISE_VAR
+    observations: int = 0
+    stale: bool = False  # updated since the last solve
+    prior_mean: tuple[float, ...] = PRIOR_MEAN
+    weights: tuple[float, ...] = PRIOR_MEAN
+    inverse: tuple[tuple[float, ...], ...] = field(
+        default_factory=lambda: tuple(
+            tuple(1.0 / s if i == j else 0.0 for j, s in enumerate(PRIOR_STRENGTH))
+            for i in range(N_FEATURES)
+        )
+    )
+
+    def predict(self, x: Sequence[float]) -> Prediction:
+        mean, var = self.predict_at(x[1], x[3])
+        return Prediction(mean, var, self.observations)
+
+    def predict_at(self, l: float, z: float) -> tuple[float, float]:  # noqa: E741
+        """(mean, variance) of ln(seconds) at ``l`` decades of work and contention ``z``:
+        ``w . x`` and ``noise * x' A^-1 x`` written out, since this is the decision's
+        inner loop (about a microsecond)."""
+        w = self.weights
+        ll, zl = l * l, z * l
+        a = self.inverse
+        quad = (
+            a[0][0]
+            + ll * ll * a[2][2]
+            + l * l * a[1][1]
+            + z * z * a[3][3]
+            + zl * zl * a[4][4]
+            + 2.0
+            * (
+                l * (a[0][1] + ll * a[1][2] + z * a[1][3] + zl * a[1][4])
+                + ll * (a[0][2] + z * a[2][3] + zl * a[2][4])
+                + z * (a[0][3] + zl * a[3][4])
+                + zl * a[0][4]
+            )
+        )
+        if self.low <= l <= self.high or self.low > self.high:
+            mean = w[0] + w[1] * l + w[2] * ll + w[3] * z + w[4] * zl
+        else:
+            # Outside the sizes seen, continue the curve in a straight line from its edge,
+            # its slope kept between flat and proportional to work (where throughput has
+            # saturated): a quadratic in log-log would keep bending up (or down) for ever.
+            edge = min(max(l, self.low), self.high)
+            at_edge = w[0] + w[1] * edge + w[2] * edge * edge + w[3] * z + w[4] * z * edge
+            slope = min(max(w[1] + 2.0 * w[2] * edge + w[4] * z, 0.0), _LN10)
+            mean = at_edge + slope * (l - edge)
+        return mean, self.noise_var * quad
+
+    def update(self, x: Sequence[float], seconds: float) -> None:
+        """Learn from one measured run of ``seconds`` (> 0) with inputs ``x``."""
+        y = self._clipped(x, math.log(max(seconds, 1e-9)))
+        self.low, self.high = min(self.low, x[1]), max(self.high, x[1])
+        self.square_sum = FORGET * self.square_sum + y * y
+        self.weight_sum = FORGET * self.weight_sum + 1.0
+        for i in range(N_FEATURES):
+            self.moment[i] = FORGET * self.moment[i] + x[i] * y
+            row = self.gram[i]
+            for j in range(N_FEATURES):
+                row[j] = FORGET * row[j] + x[i] * x[j]
+        self.observations += 1
+        # Re-solving costs ~20 us, most of a call's overhead; once a model has seen a few
+        # dozen runs, one more barely moves it, so it is re-solved every few runs.
+        self.stale = True
+        if self.observations <= SOLVE_EVERY_RUN_UNTIL or self.observations % SOLVE_EVERY == 0:
+            self._solve()
+
+    def _clipped(self, x: Sequence[float], y: float) -> float:
+        """``y`` pulled to within ``OUTLIER_SD`` standard deviations of the prediction.
+        One run that a page fault or a context switch made 30 times slower would
+        otherwise move a log-space least-squares fit far; a model that is still unsure
+        (wide prediction) clips nothing, and a real change still moves it, step by step."""
+        mean, var = self.predict_at(x[1], x[3])
+        limit = OUTLIER_SD * math.sqrt(self.noise_var + var)
+        return min(max(y, mean - limit), mean + limit)
+
+    def _solve(self) -> None:
+        gram = np.array(self.gram)
+        moment = np.array(self.moment)
+        inverse = np.linalg.inv(gram + _RIDGE)
+        weights = inverse @ (moment + _STRENGTH * np.array(self.prior_mean))
+        self.inverse = tuple(map(tuple, inverse.tolist()))
+        self.weights = tuple(weights.tolist())
+        self.noise_var = self._noise_var(weights, gram, moment)
+        self.stale = False
+
+    def _noise_var(
+        self, w: np.ndarray[Any, Any], gram: np.ndarray[Any, Any], moment: np.ndarray[Any, Any]
+    ) -> float:
+        """The residual variance of the fit, ``(SSE + prior) / (n - dof + prior weight)``,
+        with SSE from the sufficient statistics: sum y^2 - 2 w.m + w' G w."""
+        sse = self.square_sum - 2.0 * float(w @ moment) + float(w @ gram @ w)
+        dof = max(self.weight_sum - FITTED_DOF, 0.0)
+        noise = (max(sse, 0.0) + NOISE_PRIOR_WEIGHT * PRIOR_NOISE_VAR) / (dof + NOISE_PRIOR_WEIGHT)
+        return max(noise, 1e-6)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.stale:  # so that a model read back predicts exactly as this one
+            self._solve()
+        return {
+            "gram": self.gram,
+            "moment": self.moment,
+            "low": self.low if self.observations else None,
+            "high": self.high if self.observations else None,
+            "square_sum": self.square_sum,
+            "weight_sum": self.weight_sum,
+            "observations": self.observations,
+            "prior_mean": list(self.prior_mean),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogLinearModel:
+        """Rebuild from ``to_dict``; raises ValueError on anything malformed."""
+        gram = [[float(v) for v in row] for row in data["gram"]]
+        moment = [float(v) for v in data["moment"]]
+        if len(gram) != N_FEATURES or any(len(r) != N_FEATURES for r in gram):
+            raise ValueError("gram is not 5x5")
+        if len(moment) != N_FEATURES:
+            raise ValueError("moment does not have 5 entries")
+        model = cls(
+            gram=gram,
+            moment=moment,
+            low=math.inf if data["low"] is None else float(data["low"]),
+            high=-math.inf if data["high"] is None else float(data["high"]),
+            square_sum=float(data["square_sum"]),
+            weight_sum=float(data["weight_sum"]),
+            observations=int(data["observations"]),
+            prior_mean=tuple(float(v) for v in data["prior_mean"]),
+        )
+        if len(model.prior_mean) != N_FEATURES:
+            raise ValueError("prior_mean does not have 5 entries")
+        if not all(
+            map(math.isfinite, [*moment, *(v for row in gram for v in row), model.square_sum])
+        ):
+            raise ValueError("not finite")
+        model._solve()
+        return model
+
+
+def new_model(key: str) -> LogLinearModel:
+    """A model with the prior its key calls for (compute or transfer)."""
+    if key.startswith(TRANSFER_PREFIX):
+        model = LogLinearModel(prior_mean=TRANSFER_PRIOR_MEAN, weights=TRANSFER_PRIOR_MEAN)
+        return model
+    return LogLinearModel()
+
+
+def _zeros(rows: int, cols: int) -> list[list[float]]:
+    return [[0.0] * cols for _ in range(rows)]
+
+
+class ModelBook:
+    """Every learned model of one machine, by key (``matmul/cpu:numba/float32``,
+    ``transfer/h2d/cuda:0``). An unseen key predicts from the prior."""
+
+    def __init__(self, models: Mapping[str, LogLinearModel] | None = None) -> None:
+        self.models: dict[str, LogLinearModel] = dict(models or {})
+        self._priors = (LogLinearModel(), new_model(TRANSFER_PREFIX))
+
+    def predict(self, key: str, work: float, contention: float = 0.0) -> Prediction:
+        return self.model(key).predict(features(work, contention))
+
+    def model(self, key: str) -> LogLinearModel:
+        """The model of ``key`` (the prior's, shared and never updated, if unseen)."""
+        model = self.models.get(key)
+        if model is None:
+            return self._priors[key.startswith(TRANSFER_PREFIX)]
+        return model
+
+    def observe(self, key: str, work: float, contention: float, seconds: float) -> None:
+        model = self.models.get(key)
+        if model is None:
+            model = self.models[key] = new_model(key)
+        model.update(features(work, contention), seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: model.to_dict() for key, model in sorted(self.models.items())}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelBook:
+        return cls({str(k): LogLinearModel.from_dict(v) for k, v in data.items()})

@@ -1,0 +1,264 @@
+"""What the machine is doing right now, as the offload chooser sees it.
+
+A decision must cost microseconds, so nothing here is read on the decision path: a
+background thread (``StateSampler``) samples the CPU ten times a second and the GPUs
+twice a second, and publishes a frozen ``SystemState`` that a decision reads with one
+attribute access.
+
+* **CPU**: threads of *other* processes that are runnable (``procs_running`` in
+  ``/proc/stat`` minus this process's own running threads), averaged over about half a
+  second. Our own threads are left out: the chooser already knows what it queued.
+* **GPUs**: utilization by others and free memory. From the gpugate daemon when one
+  answers (its free memory also leaves out what it has reserved for jobs still ramping
+  up, so that several processes on the machine do not all pile onto the same GPU);
+  otherwise from gpugate's own monitors (NVML, nvidia-smi, ...). This process's own
+  utilization is subtracted: from the driver's per-process figure where it has one, else
+  from the share of time this runtime kept the GPU busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gpugate.model import MachineSnapshot
+
+CPU_SAMPLE_S = 0.1
+GPU_SAMPLE_S = 0.5
+CPU_SMOOTHING = 0.2  # EMA weight of a new CPU sample: about half a second of memory
+
+
+@dataclass(frozen=True, slots=True)
+class GpuState:
+    """One GPU as others use it. ``util_others_pct`` is None where unknown."""
+
+    index: int
+    uuid: str
+    name: str
+    util_others_pct: float | None
+    mem_free_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemState:
+    cpu_count: int
+    cpu_runnable_others: float  # runnable threads of other processes (mean)
+    gpus: tuple[GpuState, ...] = ()
+    gpu_source: str = "none"  # "daemon", "nvml", "nvidia-smi", ..., "none"
+    note: str = ""  # why a source is missing, for explain()
+    taken_at: float = field(default_factory=time.monotonic)
+
+    def gpu(self, uuid: str | None, index: int) -> GpuState | None:
+        """The GPU with this UUID; by index only when UUIDs are unknown on either side."""
+        for gpu in self.gpus:
+            if uuid and gpu.uuid:
+                if gpu.uuid == uuid:
+                    return gpu
+            elif gpu.index == index:
+                return gpu
+        return None
+
+
+def idle_state(cpu_count: int | None = None) -> SystemState:
+    """A machine doing nothing else (tests, and the start before the first sample)."""
+    return SystemState(cpu_count or os.cpu_count() or 1, 0.0)
+
+
+# ----------------------------------------------------------------------------------- CPU
+def read_procs_running(stat_path: str = "/proc/stat") -> int | None:
+    """Runnable threads on the whole machine, this instant; None off Linux."""
+    try:
+        with open(stat_path, "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running "):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def count_own_running_threads(task_dir: str = "/proc/self/task") -> int:
+    """How many of this process's threads are running or runnable (state R)."""
+    running = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(task_dir):
+            with contextlib.suppress(OSError), open(f"{task_dir}/{tid}/stat", "rb") as f:
+                text = f.read()
+                # the state follows the command name, which may itself hold ") "
+                if text[text.rfind(b")") + 2 : text.rfind(b")") + 3] == b"R":
+                    running += 1
+    return running
+
+
+def runnable_others_now() -> float:
+    """One sample of other processes' runnable threads (load average off Linux)."""
+    total = read_procs_running()
+    if total is None:
+        return max(os.getloadavg()[0] - 1.0, 0.0) if hasattr(os, "getloadavg") else 0.0
+    return float(max(total - count_own_running_threads(), 0))
+
+
+# ---------------------------------------------------------------------------------- GPUs
+class GpuStateSource(Protocol):
+    """Where GPU load comes from. ``read`` may block for milliseconds (it runs on the
+    sampler's thread); ``own_busy_pct(index)`` is this runtime's own share."""
+
+    name: str
+
+    def read(self, own_busy_pct: Callable[[int], float]) -> tuple[GpuState, ...]: ...
+
+    def close(self) -> None: ...
+
+
+class MonitorGpuSource:
+    """gpugate's own monitors (NVML first), in this process."""
+
+    def __init__(self, snapshot: Callable[[], MachineSnapshot], name: str) -> None:
+        self._snapshot = snapshot
+        self.name = name
+
+    def read(self, own_busy_pct: Callable[[int], float]) -> tuple[GpuState, ...]:
+        me = os.getpid()
+        states = []
+        for g in self._snapshot().gpus:
+            mine = [p.util_pct for p in g.processes if p.pid == me]
+            own = mine[0] if mine and mine[0] is not None else own_busy_pct(g.index)
+            others = None if g.util_pct is None else max(g.util_pct - own, 0.0)
+            states.append(GpuState(g.index, g.uuid, g.name, others, g.mem_free_bytes))
+        return tuple(states)
+
+    def close(self) -> None:
+        pass
+
+
+class DaemonGpuSource:
+    """The gpugate daemon's view (``GET /v1/gpus``): the same monitor, plus what it has
+    reserved for jobs that are still ramping up."""
+
+    name = "daemon"
+
+    def __init__(self, client: object) -> None:
+        from gpugate.client import Client
+
+        assert isinstance(client, Client)
+        self._client = client
+
+    def read(self, own_busy_pct: Callable[[int], float]) -> tuple[GpuState, ...]:
+        me = os.getpid()
+        states = []
+        for g in self._client.gpus().gpus:
+            util = g.util_pct if g.util_pct is not None else g.util_smoothed_pct
+            mine = [p.util_pct for p in g.processes if p.pid == me]
+            own = mine[0] if mine and mine[0] is not None else own_busy_pct(g.index)
+            others = None if util is None else max(util - own, 0.0)
+            free = g.mem_total_bytes - g.mem_used_bytes - g.reserved_mem_bytes
+            states.append(GpuState(g.index, g.uuid, g.name, others, max(free, 0)))
+        return tuple(states)
+
+    def close(self) -> None:
+        pass
+
+
+def find_gpu_source(device_uuids: frozenset[str]) -> tuple[GpuStateSource | None, str]:
+    """Where to read the load of the GPUs named by ``device_uuids``: the daemon if one
+    answers and watches them, else a local monitor, else none; and a note saying why."""
+    if not device_uuids:
+        return None, "no GPU device in this process"
+    try:
+        from gpugate.client import Client
+
+        client = Client(timeout_s=0.5)
+        watched = {g.uuid for g in client.gpus().gpus}
+        if watched & device_uuids:
+            return DaemonGpuSource(client), ""
+        note = "the gpugate daemon watches other GPUs than this process's"
+    except Exception as exc:  # no daemon, or one that does not answer: monitors instead
+        note = f"no gpugate daemon answered ({type(exc).__name__})"
+    from gpugate.gpu.base import MonitorUnavailable
+    from gpugate.gpu.detect import detect_monitor
+
+    try:
+        monitor = detect_monitor()
+    except MonitorUnavailable as exc:
+        return None, f"{note}; {exc}"
+    return MonitorGpuSource(monitor.snapshot, monitor.backend), note
+
+
+# ------------------------------------------------------------------------------- sampler
+class StateSampler:
+    """Keeps ``current`` fresh from a background thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        gpu_source: GpuStateSource | None,
+        own_busy_pct: Callable[[int], float] = lambda index: 0.0,
+        note: str = "",
+        runnable_others: Callable[[], float] = runnable_others_now,
+    ) -> None:
+        self._gpu_source = gpu_source
+        self._own_busy_pct = own_busy_pct
+        self._runnable_others = runnable_others
+        self._note = note
+        self._cpu_mean: float | None = None
+        self._gpus: tuple[GpuState, ...] = ()
+        self._stop = threading.Event()
+        self.current = idle_state()
+        self._sample(with_gpus=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="gpugate-offload-state", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self) -> None:
+        every = max(1, round(GPU_SAMPLE_S / CPU_SAMPLE_S))
+        tick = 0
+        while not self._stop.wait(CPU_SAMPLE_S):
+            tick += 1
+            self._sample(with_gpus=tick % every == 0)
+
+    def _sample(self, with_gpus: bool) -> None:
+        sample = self._runnable_others()
+        if self._cpu_mean is None:  # the first sample: not an average of zeros
+            self._cpu_mean = sample
+        self._cpu_mean += CPU_SMOOTHING * (sample - self._cpu_mean)
+        if with_gpus and self._gpu_source is not None:
+            try:
+                self._gpus = self._gpu_source.read(self._own_busy_pct)
+                self._note = ""
+            except Exception as exc:  # a monitor hiccup must not stop sampling
+                self._note = f"{self._gpu_source.name}: {exc}"
+        self.current = SystemState(
+            cpu_count=os.cpu_count() or 1,
+            cpu_runnable_others=self._cpu_mean,
+            gpus=self._gpus,
+            gpu_source=self._gpu_source.name if self._gpu_source else "none",
+            note=self._note,
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if self._gpu_source is not None:
+            self._gpu_source.close()
+
+
+class FixedState:
+    """A state that never changes: tests and benchmarks that script the machine."""
+
+    def __init__(self, state: SystemState) -> None:
+        self.current = state
+
+    def close(self) -> None:
+        pass
+
+
+class StateView(Protocol):
+    @property
+    def current(self) -> SystemState: ...
+
+    def close(self) -> None: ...

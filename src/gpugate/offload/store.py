@@ -1,0 +1,99 @@
+"""What the offload runtime learned on this machine, kept in one JSON file.
+
+``$GPUGATE_HOME/offload/<machine>.json`` (``$GPUGATE_OFFLOAD_MODEL`` names another file):
+the learned cost models and the last measurements (from which the baselines are
+fitted). One file per machine, named by host and CPU, since what a variant costs is a
+property of the hardware; GPU models inside it are keyed by the GPU's model name.
+
+Written atomically (a temporary file renamed over the old one), so a crash never leaves
+half a file. A file that cannot be read is moved aside (``.unreadable-<time>``) with a
+warning, never overwritten: nothing learned is lost to a bug or a bad edit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gpugate.offload.costmodel import ModelBook
+from gpugate.offload.policy import Measurement
+
+MODEL_ENV = "GPUGATE_OFFLOAD_MODEL"
+FORMAT = 1
+log = logging.getLogger("gpugate.offload")
+
+
+def machine_description(cpu_label: str) -> str:
+    return f"{socket.gethostname()} / {cpu_label}"
+
+
+def default_model_path(cpu_label: str) -> Path:
+    if env := os.environ.get(MODEL_ENV):
+        return Path(env)
+    from gpugate.daemon.paths import default_home
+
+    digest = hashlib.sha256(machine_description(cpu_label).encode()).hexdigest()[:12]
+    return default_home() / "offload" / f"{socket.gethostname()}-{digest}.json"
+
+
+class ModelStore:
+    """The model file. ``read_only``: load it, never write it (benchmarks compare
+    policies from one calibration without one run teaching the next)."""
+
+    def __init__(self, path: Path, machine: str, read_only: bool = False) -> None:
+        self.path = path
+        self.machine = machine
+        self.read_only = read_only
+
+    def load(self) -> tuple[ModelBook, list[Measurement]]:
+        """What was saved; empty if nothing was. An unreadable file is moved aside."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return ModelBook(), []
+        try:
+            return _decode(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.warning("offload model %s unreadable (%s); moved to %s", self.path, exc, aside)
+            return ModelBook(), []
+
+    def save(self, book: ModelBook, history: Iterable[Measurement]) -> None:
+        if self.read_only:
+            return
+        data = {
+            "format": FORMAT,
+            "machine": self.machine,
+            "saved_at": time.time(),
+            "models": book.to_dict(),
+            "measurements": [asdict(m) for m in history],
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".offload-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _decode(data: Any) -> tuple[ModelBook, list[Measurement]]:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"not an offload model file of format {FORMAT}")
+    book = ModelBook.from_dict(data["models"])
+    history = [Measurement(**m) for m in data["measurements"]]
+    return book, history

@@ -1,0 +1,211 @@
+"""The learned cost model and the choosers, on synthetic cost functions (no clock)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from gpugate.offload.costmodel import LogLinearModel, ModelBook, cpu_contention, features
+from gpugate.offload.policy import (
+    HistoryChooser,
+    LearnedChooser,
+    Measurement,
+    ThresholdChooser,
+    compute_key,
+)
+from tests.unit.offload_fakes import (
+    GPU,
+    call,
+    cpu_cost,
+    gpu_cost,
+    options,
+    teach,
+    true_crossover,
+)
+
+GPUS = {GPU.name: GPU}
+
+
+def trained_book(n: int = 200) -> ModelBook:
+    book = ModelBook()
+    teach(book, "cpu", "", cpu_cost, n, seed=1)
+    teach(book, "gpu", GPU.label, gpu_cost, n, seed=2)
+    return book
+
+
+def learned_crossover(book: ModelBook) -> float:
+    """Bisect (in log work) where the predicted CPU and GPU times cross."""
+    cpu = compute_key("synthetic", "cpu", "float32", "")
+    gpu = compute_key("synthetic", "gpu", "float32", GPU.label)
+    low, high = 2.0, 9.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        faster_on_gpu = book.predict(gpu, 10**mid).seconds < book.predict(cpu, 10**mid).seconds
+        low, high = (low, mid) if faster_on_gpu else (mid, high)
+    return 10**low
+
+
+def test_the_model_learns_where_the_gpu_starts_to_win() -> None:
+    book = trained_book()
+    assert learned_crossover(book) == pytest.approx(true_crossover(), rel=0.5)
+
+
+def test_the_learned_chooser_picks_the_faster_device_across_sizes() -> None:
+    chooser = LearnedChooser(trained_book(), GPUS, explore=False)
+    right = total = 0
+    for exponent in [2 + i * 0.1 for i in range(71)]:
+        work = 10**exponent
+        if 0.5 < work / true_crossover() < 2.0:
+            continue  # within 2x of the crossover both are about as fast
+        faster = 0 if cpu_cost(work) < gpu_cost(work) else 1
+        right += chooser.choose(call(work), options()) == faster
+        total += 1
+    assert right == total
+
+
+def test_an_untrained_model_does_not_know_the_crossover() -> None:
+    # the test above is not passing by accident: the prior alone gets it wrong
+    book = ModelBook()
+    assert not 0.5 < learned_crossover(book) / true_crossover() < 2.0
+
+
+def test_load_on_the_cpu_moves_the_work_to_the_gpu() -> None:
+    """A parallel CPU variant slows down by (1 + R/C) beside R runnable threads on C
+    cores; taught so, the model sends a call the idle CPU would win to the GPU."""
+    book = ModelBook()
+    rng_load = [0.0, 0.0, 2.0, 4.0]  # runnable others per core, mostly idle
+    teach(
+        book,
+        "cpu",
+        "",
+        cpu_cost,
+        300,
+        seed=3,
+        contention=lambda rng: cpu_contention(rng.choice(rng_load) * 2, 2),
+        slowdown=math.exp,
+    )
+    teach(book, "gpu", GPU.label, gpu_cost, 200, seed=4)
+    chooser = LearnedChooser(book, GPUS, explore=False)
+    work = true_crossover() / 2.5  # the idle CPU is about 1.6x faster here
+    assert cpu_cost(work) < gpu_cost(work)
+    assert chooser.choose(call(work), options(cpu_z=0.0)) == 0
+    loaded = cpu_contention(2 * 2, 2)  # two runnable threads per core: 3x slower
+    assert chooser.choose(call(work), options(cpu_z=loaded)) == 1
+
+
+def test_without_ever_seeing_load_the_prior_still_says_load_slows_down() -> None:
+    book = trained_book()
+    key = compute_key("synthetic", "cpu", "float32", "")
+    idle = book.predict(key, 1e6, 0.0).seconds
+    busy = book.predict(key, 1e6, cpu_contention(4, 2)).seconds
+    assert busy > 2 * idle
+
+
+def test_outside_the_sizes_seen_the_prediction_grows_at_most_linearly() -> None:
+    model = LogLinearModel()
+    rng = random.Random(5)
+    for _ in range(50):  # a strongly bent curve, seen only between 1e3 and 1e5
+        work = 10 ** rng.uniform(3, 5)
+        model.update(features(work, 0.0), 1e-9 * work**1.6)
+    at_edge = math.exp(model.predict(features(1e5, 0.0)).log_mean)
+    far = math.exp(model.predict(features(1e8, 0.0)).log_mean)
+    assert far <= at_edge * 1e3 * 1.01  # 1000x the work: at most 1000x the time
+    assert far > at_edge  # but still more
+
+
+def test_uncertainty_shrinks_with_data_and_grows_away_from_it() -> None:
+    model = LogLinearModel()
+    before = model.predict(features(1e6, 0.0)).log_var
+    rng = random.Random(6)
+    for _ in range(100):
+        work = 10 ** rng.uniform(5, 7)
+        model.update(features(work, 0.0), cpu_cost(work) * math.exp(rng.gauss(0, 0.05)))
+    inside = model.predict(features(1e6, 0.0)).log_var
+    outside = model.predict(features(1e10, 0.0)).log_var
+    assert inside < before / 100
+    assert outside > 10 * inside
+
+
+def test_one_wild_measurement_barely_moves_a_confident_model() -> None:
+    model = LogLinearModel()
+    for i in range(200):
+        work = 10 ** (3 + (i % 40) / 10)
+        model.update(features(work, 0.0), cpu_cost(work))
+    before = model.predict(features(1e5, 0.0)).seconds
+    model.update(features(1e5, 0.0), 50 * cpu_cost(1e5))  # a page-fault storm
+    assert model.predict(features(1e5, 0.0)).seconds == pytest.approx(before, rel=0.05)
+
+
+def test_exploration_tries_an_unknown_variant_and_stops_once_it_is_known() -> None:
+    book = ModelBook()
+    teach(book, "cpu", "", cpu_cost, 100, seed=7)
+    chooser = LearnedChooser(book, GPUS, explore=True, rng=random.Random(8))
+    work = 1e4  # the CPU is 5x faster here
+    first = [chooser.choose(call(work), options()) for _ in range(50)]
+    assert 1 in first  # the never-run GPU variant was tried
+    teach(book, "gpu", GPU.label, gpu_cost, 100, seed=9)
+    later = [chooser.choose(call(work), options()) for _ in range(500)]
+    assert later.count(1) <= 2  # a variant known to be 5x slower is left alone
+
+
+def test_the_model_survives_a_round_trip_through_json() -> None:
+    book = trained_book(50)
+    again = ModelBook.from_dict(json.loads(json.dumps(book.to_dict())))
+    for key in book.models:
+        for work in (1e2, 1e5, 1e9):
+            a, b = book.predict(key, work, 0.3), again.predict(key, work, 0.3)
+            assert (a.log_mean, a.log_var, a.observations) == pytest.approx(
+                (b.log_mean, b.log_var, b.observations)
+            )
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"gram": [[0.0]], "moment": [0.0] * 5},
+        {"gram": [[math.nan] * 5] * 5, "moment": [0.0] * 5},
+    ],
+)
+def test_a_malformed_model_is_refused(broken: dict[str, object]) -> None:
+    data = LogLinearModel().to_dict() | broken
+    with pytest.raises(ValueError):
+        LogLinearModel.from_dict(data)
+
+
+# --------------------------------------------------------------------------- baselines
+def measurements(works: list[float]) -> list[Measurement]:
+    made = []
+    for work in works:
+        made.append(Measurement("synthetic", "cpu", "", "float32", work, 0.0, cpu_cost(work)))
+        made.append(Measurement("synthetic", "gpu", "x", "float32", work, 0.0, gpu_cost(work)))
+    return made
+
+
+def test_the_threshold_is_fitted_where_the_measurements_cross() -> None:
+    chooser = ThresholdChooser.fit(measurements([10**e for e in range(2, 10)]))
+    threshold, below, above = chooser.fitted["synthetic", "float32"]
+    assert (below, above) == ("cpu", "gpu")
+    assert 1e4 < threshold <= 1e5  # the true crossover is 7.9e4
+    assert chooser.choose(call(1e3), options()) == 0
+    assert chooser.choose(call(1e7), options()) == 1
+
+
+def test_the_threshold_ignores_load() -> None:
+    chooser = ThresholdChooser.fit(measurements([10**e for e in range(2, 10)]))
+    assert chooser.choose(call(2e4), options(cpu_z=5.0)) == 0  # what MKL would do
+
+
+def test_history_uses_exact_sizes_then_a_power_law() -> None:
+    chooser = HistoryChooser(measurements([1e3, 1e4, 1e6, 1e8]))
+    assert chooser.expected_s(call(1e4), "gpu") == pytest.approx(gpu_cost(1e4))
+    interpolated = chooser.expected_s(call(1e7), "cpu")
+    assert interpolated is not None and interpolated == pytest.approx(cpu_cost(1e7), rel=0.3)
+    assert chooser.choose(call(1e8), options()) == 1
+
+
+def test_history_calibrates_a_variant_it_has_no_model_for() -> None:
+    only_cpu = [m for m in measurements([1e3, 1e4]) if m.variant == "cpu"]
+    assert HistoryChooser(only_cpu).choose(call(1e3), options()) == 1

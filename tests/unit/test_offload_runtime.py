@@ -1,0 +1,266 @@
+"""The offload runtime end to end on the CPU and a simulated GPU: data movement, where
+results go, queues, learning, persistence, explanations, and life without a GPU."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpugate.offload import Runtime, SimulatedGpu, task
+from gpugate.offload.devices import SimulatedGpuArray, find_cuda_devices
+from gpugate.offload.policy import compute_key
+from gpugate.offload.state import GpuState, SystemState, idle_state
+from gpugate.offload.store import ModelStore
+from gpugate.offload.task import OffloadTask
+from gpugate.units import MiB
+
+
+def make_task(gpu_seen: list[type] | None = None) -> OffloadTask:
+    @task(kind="scale", work=lambda x: float(x.size))
+    def scale(x: np.ndarray) -> np.ndarray:
+        return x * 2
+
+    @scale.gpu
+    def _(x: Any) -> Any:
+        if gpu_seen is not None:
+            gpu_seen.append(type(x))
+        return x * 2
+
+    return scale
+
+
+@pytest.fixture
+def gpu() -> SimulatedGpu:
+    return SimulatedGpu(index=0, link_bytes_per_s=1e12, link_latency_s=0.0)
+
+
+@pytest.fixture
+def runtime(gpu: SimulatedGpu) -> Iterator[Runtime]:
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, explore=False)
+    yield rt
+    rt.close()
+
+
+def test_a_gpu_variant_gets_device_arrays_and_the_caller_gets_numpy_back(
+    gpu: SimulatedGpu,
+) -> None:
+    seen: list[type] = []
+    scale = make_task(seen)
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, policy="gpu")
+    x = np.arange(6.0)
+    result = rt.run(scale, (x,), {})
+    rt.close()
+    assert seen == [SimulatedGpuArray]
+    assert type(result) is np.ndarray and result.tolist() == (x * 2).tolist()
+
+
+def test_data_already_on_the_gpu_stays_there_and_costs_no_transfer(
+    runtime: Runtime, gpu: SimulatedGpu
+) -> None:
+    scale = make_task()
+    on_gpu = gpu.to_device(np.ones(1000))
+    explanation = runtime.explain(scale, (on_gpu,), {})
+    by_device = {o.device: o for o in explanation.options}
+    assert by_device["sim-gpu:0"].transfer_s == 0
+    assert by_device["cpu"].transfer_s > 0  # down to the host and the result back up
+    runtime.chooser = runtime.make_chooser("cpu")
+    result = runtime.run(scale, (on_gpu,), {})
+    assert gpu.holds(result)  # computed on the CPU, returned to where the input lived
+
+
+def test_transfers_are_measured_and_learned(runtime: Runtime) -> None:
+    scale = make_task()
+    runtime.chooser = runtime.make_chooser("gpu")
+    for _ in range(3):  # the first transfers of a link are its warm-up
+        runtime.run(scale, (np.ones(1 << 16),), {})
+    keys = set(runtime.book.models)
+    assert "transfer/h2d@Simulated GPU" in keys and "transfer/d2h@Simulated GPU" in keys
+
+
+def test_the_first_run_of_a_variant_is_not_learned_from(runtime: Runtime) -> None:
+    scale = make_task()
+    runtime.trace = []
+    key = compute_key("scale", "cpu", "float64", "")
+    runtime.chooser = runtime.make_chooser("cpu")
+    runtime.run(scale, (np.ones(10),), {})
+    assert key not in runtime.book.models  # JIT compilation, cold caches
+    runtime.run(scale, (np.ones(10),), {})
+    assert runtime.book.models[key].observations == 1
+    assert [r.learned for r in runtime.trace] == [False, True]
+
+
+def test_a_call_too_big_for_the_free_gpu_memory_runs_on_the_cpu(gpu: SimulatedGpu) -> None:
+    state = SystemState(2, 0.0, (GpuState(0, str(gpu.uuid), "sim", 0.0, 1 * MiB),), "test")
+    rt = Runtime(gpus=[gpu], state=state, store=None, policy="always-gpu")
+    scale = make_task()
+    big = np.ones(1 << 20)  # 8 MiB in, 8 MiB out
+    explanation = rt.explain(scale, (big,), {})
+    gpu_option = next(o for o in explanation.options if o.device == "sim-gpu:0")
+    assert not gpu_option.feasible and "free" in gpu_option.why_not
+    rt.trace = []
+    rt.run(scale, (big,), {})
+    rt.close()
+    assert rt.trace[0].device == "cpu"
+
+
+def test_without_a_gpu_everything_runs_on_the_cpu_and_explain_says_why() -> None:
+    rt = Runtime(gpus=[], state=idle_state(2), store=None, policy="always-gpu")
+    scale = make_task()
+    assert rt.run(scale, (np.ones(3),), {}).tolist() == [2.0, 2.0, 2.0]
+    text = str(rt.explain(scale, (np.ones(3),), {}))
+    rt.close()
+    assert "unavailable: GPU variants" in text
+    assert "sim-gpu" not in text
+
+
+def test_a_cpu_only_job_sees_no_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    devices, why = find_cuda_devices()
+    assert devices == [] and "CPU-only" in why
+
+
+def test_without_cupy_the_reason_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "cupy", None)  # import fails
+    devices, why = find_cuda_devices()
+    assert devices == [] and "offload-cuda" in why
+
+
+def test_a_busy_gpu_sends_the_call_to_the_cpu(gpu: SimulatedGpu) -> None:
+    """Known: 1 ms on the idle GPU, 1.5 ms on the CPU. Others keep the GPU 90% busy."""
+    scale = make_task()
+    choices = []
+    for util in (0.0, 90.0):
+        state = SystemState(2, 0.0, (GpuState(0, str(gpu.uuid), "sim", util, 10 * MiB),), "x")
+        rt = Runtime(gpus=[gpu], state=state, store=None, explore=False)
+        for variant, label, seconds in (("cpu", "", 0.0015), ("gpu", "Simulated GPU", 0.001)):
+            for _ in range(5):
+                key = compute_key("scale", variant, "float64", label)
+                rt.book.observe(key, 1e4, 0.0, seconds)
+        choices.append(rt.explain(scale, (np.ones(10_000),), {}).choice.variant)
+        rt.close()
+    assert choices == ["gpu", "cpu"]
+
+
+# ------------------------------------------------------------------------------ queues
+def slow_task(active: list[int], peak: list[int], lock: threading.Lock) -> OffloadTask:
+    """Both variants take 40 ms and record how many run at once."""
+
+    def body(x: Any) -> Any:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.04)
+        with lock:
+            active[0] -= 1
+        return x
+
+    slow = task(body, kind="slow", work=lambda x: 1e6)
+    slow.gpu(body)
+    return slow
+
+
+def test_submitted_tasks_keep_the_cpu_and_the_gpu_busy_at_once(runtime: Runtime) -> None:
+    active, peak, lock = [0], [0], threading.Lock()
+    slow = slow_task(active, peak, lock)
+    for variant, label in (("cpu", ""), ("gpu", "Simulated GPU")):
+        for _ in range(5):  # both known to take 40 ms
+            runtime.book.observe(compute_key("slow", variant, "float64", label), 1e6, 0.0, 0.04)
+    runtime.trace = []
+    futures = [runtime.submit(slow, (np.ones(4),), {}) for _ in range(8)]
+    results = [f.result(timeout=30) for f in futures]
+    assert all(r.tolist() == [1.0] * 4 for r in results)
+    devices = [r.device for r in runtime.trace]
+    assert devices.count("cpu") >= 2 and devices.count("sim-gpu:0") >= 2
+    assert peak[0] == 2  # one at a time per device, both devices at once
+
+
+def test_a_failing_variant_fails_its_future_and_the_queue_goes_on(runtime: Runtime) -> None:
+    def boom(x: Any) -> Any:
+        raise RuntimeError("kernel failed")
+
+    bad = task(boom, kind="bad")
+    future = runtime.submit(bad, (np.ones(2),), {})
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        future.result(timeout=10)
+    assert runtime.submit(make_task(), (np.ones(2),), {}).result(timeout=10).tolist() == [2, 2]
+
+
+# --------------------------------------------------------------------------- explain
+def test_explain_shows_every_option_the_state_and_the_choice(runtime: Runtime) -> None:
+    scale = make_task()
+    for variant, label, seconds in (("cpu", "", 0.004), ("gpu", "Simulated GPU", 0.001)):
+        for _ in range(5):
+            runtime.book.observe(compute_key("scale", variant, "float64", label), 1e5, 0.0, seconds)
+    explanation = runtime.explain(scale, (np.ones(100_000),), {})
+    text = str(explanation)
+    assert "->gpu" in text.replace(" ", "") and "choice: gpu on sim-gpu:0" in text
+    assert "CPU: 2 cores" in text
+    data = json.loads(json.dumps(explanation.to_dict()))
+    assert data["choice"] == {"variant": "gpu", "device": "sim-gpu:0"}
+    assert {o["variant"] for o in data["options"]} == {"cpu", "gpu"}
+    cpu = next(o for o in data["options"] if o["variant"] == "cpu")
+    assert cpu["compute_s"] == pytest.approx(0.004, rel=0.2)
+
+
+def test_explain_runs_nothing(runtime: Runtime) -> None:
+    calls: list[int] = []
+    counted = task(lambda x: calls.append(1), kind="counted")
+    runtime.explain(counted, (np.ones(1),), {})
+    assert calls == []
+
+
+# ----------------------------------------------------------------------- persistence
+def test_what_was_learned_is_saved_and_loaded(tmp_path: Path, gpu: SimulatedGpu) -> None:
+    store = ModelStore(tmp_path / "model.json", "test machine")
+    scale = make_task()
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=store, policy="cpu")
+    for _ in range(4):
+        rt.run(scale, (np.ones(50),), {})
+    rt.close()
+    again = Runtime(gpus=[gpu], state=idle_state(2), store=store)
+    key = compute_key("scale", "cpu", "float64", "")
+    assert again.book.models[key].observations == 3
+    assert len(again.history) == 3 and again.history[0].variant == "cpu"
+    again.close()
+
+
+def test_an_unreadable_model_file_is_kept_aside_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text("{not json")
+    rt = Runtime(gpus=[], state=idle_state(2), store=ModelStore(path, "m"), policy="cpu")
+    assert not rt.book.models
+    rt.run(make_task(), (np.ones(5),), {})
+    rt.run(make_task(), (np.ones(5),), {})
+    rt.close()
+    aside = list(tmp_path.glob("model.json.unreadable-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "{not json"
+    assert json.loads(path.read_text())["format"] == 1
+
+
+def test_the_model_file_is_replaced_whole(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    store = ModelStore(path, "m")
+    rt = Runtime(gpus=[], state=idle_state(2), store=store, policy="cpu")
+    rt.run(make_task(), (np.ones(5),), {})
+    rt.save()
+    rt.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.json"]  # no temporary left
+
+
+def test_an_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown offload policy"):
+        Runtime(gpus=[], state=idle_state(2), store=None, policy="fastest")
+
+
+def test_a_variant_name_is_unique() -> None:
+    scale = make_task()
+    with pytest.raises(ValueError, match="already has"):
+        scale.gpu(lambda x: x)
