@@ -130,12 +130,33 @@ def test_bad_input_is_a_clear_error(
 def test_an_unreadable_model_file_is_kept_and_reported(
     offload_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
-    (tmp_path / "model.json").write_text("[1, 2")
-    result = offload_cli("show")
-    assert result.returncode == 0, result.stderr
-    assert "unreadable" in result.stderr
+    model = tmp_path / "model.json"
+    model.write_text("[1, 2")
+    shown = offload_cli("show")
+    assert shown.returncode == 0, shown.stderr
+    assert "unreadable" in shown.stderr
+    assert model.read_text() == "[1, 2"  # show only reads: the file is left as it was
+
+    done = offload_cli("calibrate", "--quick", "--no-load", "--kinds", "matmul", "--repeats", "1")
+    assert done.returncode == 0, done.stderr
     kept = list(tmp_path.glob("model.json.unreadable-*"))
-    assert len(kept) == 1 and kept[0].read_text() == "[1, 2"
+    assert len(kept) == 1 and kept[0].read_text() == "[1, 2"  # learning again, kept aside
+    assert json.loads(model.read_text())["measurements"]
+
+
+def test_show_and_explain_never_write_the_model_file(
+    offload_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    assert offload_cli("show").returncode == 0
+    assert offload_cli("explain", "nbody", "64").returncode == 0
+    assert not (tmp_path / "model.json").exists()
+
+
+def test_explain_refuses_inputs_that_would_not_fit_in_memory(
+    offload_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    result = offload_cli("explain", "matmul", "1000000")
+    assert result.returncode == 2 and "more than half the memory" in result.stderr
 
 
 def test_reset_keeps_the_old_model_aside(

@@ -264,3 +264,161 @@ def test_a_variant_name_is_unique() -> None:
     scale = make_task()
     with pytest.raises(ValueError, match="already has"):
         scale.gpu(lambda x: x)
+
+
+# ------------------------------------------------------------------ robustness (review)
+def test_a_task_that_calls_another_task_on_its_device_does_not_deadlock(
+    runtime: Runtime,
+) -> None:
+    inner = make_task()
+    runtime.chooser = runtime.make_chooser("cpu")
+
+    @task(kind="outer")
+    def outer(x: np.ndarray) -> np.ndarray:
+        return runtime.run(inner, (x,), {}) + 1
+
+    assert runtime.run(outer, (np.ones(2),), {}).tolist() == [3.0, 3.0]
+    assert runtime.submit(outer, (np.ones(2),), {}).result(timeout=10).tolist() == [3.0, 3.0]
+
+
+def test_closing_finishes_what_is_queued_and_refuses_more(gpu: SimulatedGpu) -> None:
+    from gpugate.offload.queues import QueueClosed
+
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, policy="cpu")
+    slow = task(lambda x: time.sleep(0.02) or x, kind="sleepy")
+    futures = [rt.submit(slow, (np.ones(1),), {}) for _ in range(3)]
+    rt.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    with pytest.raises(QueueClosed):
+        rt.submit(slow, (np.ones(1),), {})
+
+
+def test_a_failing_gpu_variant_falls_back_to_the_cpu_and_is_left_out(
+    gpu: SimulatedGpu,
+) -> None:
+    calls: list[str] = []
+
+    @task(kind="fragile", work=lambda x: float(x.size))
+    def fragile(x: np.ndarray) -> np.ndarray:
+        calls.append("cpu")
+        return x + 1
+
+    @fragile.gpu
+    def _(x: Any) -> Any:
+        calls.append("gpu")
+        raise MemoryError("out of memory allocating 8 GiB")
+
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, policy="gpu")
+    assert rt.run(fragile, (np.zeros(3),), {}).tolist() == [1.0, 1.0, 1.0]
+    assert rt.run(fragile, (np.zeros(3),), {}).tolist() == [1.0, 1.0, 1.0]
+    explanation = rt.explain(fragile, (np.zeros(3),), {})
+    rt.close()
+    assert calls == ["gpu", "cpu", "cpu"]  # tried once, then left out
+    gpu_option = next(o for o in explanation.options if o.device == "sim-gpu:0")
+    assert not gpu_option.feasible and "MemoryError" in gpu_option.why_not
+    assert rt.stats.gpu_failures == 1
+    assert rt.queues["sim-gpu:0"].backlog_s(time.monotonic()) == 0.0
+
+
+def test_a_failing_cpu_variant_is_the_callers_error(runtime: Runtime) -> None:
+    def broken(x: Any) -> Any:
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        runtime.run(task(broken, kind="broken"), (np.ones(1),), {})
+    assert runtime.queues["cpu"].backlog_s(time.monotonic()) == 0.0
+
+
+def test_a_slow_link_is_timed_as_transfer_not_compute() -> None:
+    slow_link = SimulatedGpu(index=0, link_bytes_per_s=2e8, link_latency_s=0.0)
+    rt = Runtime(gpus=[slow_link], state=idle_state(2), store=None, policy="gpu")
+    rt.trace = []
+    x = np.ones(1 << 20)  # 8 MiB: at least 40 ms each way
+    rt.run(make_task(), (x,), {})
+    on_gpu = slow_link.to_device(x)
+    rt.run(make_task(), (on_gpu,), {})
+    rt.close()
+    moved, resident = rt.trace
+    assert moved.transfer_s >= 2 * x.nbytes / 2e8  # in and back
+    assert moved.compute_s < moved.transfer_s
+    assert resident.transfer_s == 0.0  # its data was on the GPU already
+
+
+def test_array_subclasses_are_moved_like_arrays(tmp_path: Path, gpu: SimulatedGpu) -> None:
+    seen: list[type] = []
+    mapped = np.memmap(tmp_path / "x.bin", dtype=np.float64, mode="w+", shape=(8,))
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, policy="gpu")
+    rt.run(make_task(seen), (mapped,), {})
+    rt.close()
+    assert seen == [SimulatedGpuArray]
+
+
+def test_decisions_and_learning_from_several_threads_at_once(gpu: SimulatedGpu) -> None:
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, policy="history")
+    scale = make_task()
+    errors: list[BaseException] = []
+
+    def caller(seed: int) -> None:
+        try:
+            for i in range(60):  # a new size every call: the history refits as it goes
+                rt.run(scale, (np.ones(1 + (seed * 1000 + i) % 977),), {})
+        except BaseException as exc:
+            errors.append(exc)
+
+    callers = [threading.Thread(target=caller, args=(s,)) for s in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(timeout=60)
+    rt.close()
+    assert errors == []
+    assert rt.stats.decisions == 240
+
+
+def test_a_model_file_that_cannot_be_written_does_not_fail_the_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gpugate.offload import learning
+
+    class FullDisk(ModelStore):
+        def save_snapshot(self, models: Any, history: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(learning, "SAVE_EVERY_S", 0.01)
+    rt = Runtime(gpus=[], state=idle_state(2), store=FullDisk(tmp_path / "m.json", "m"))
+    for _ in range(20):
+        rt.run(make_task(), (np.ones(4),), {})
+        time.sleep(0.005)
+    rt.close()
+    assert "No space left on device" in caplog.text
+    assert caplog.text.count("could not save") == 1  # said once, not at every call
+    with pytest.raises(OSError):
+        rt.save()  # asked for explicitly (calibrate), the failure is the caller's
+
+
+def test_a_model_file_of_the_wrong_shape_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text('{"format": 1, "models": [], "measurements": {}}')
+    rt = Runtime(gpus=[], state=idle_state(2), store=ModelStore(path, "m"))
+    rt.close()
+    assert not rt.book.models
+    assert len(list(tmp_path.glob("model.json.unreadable-*"))) == 1
+
+
+def test_the_default_runtime_saves_what_it_learned_at_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = f"""
+import numpy as np
+from gpugate import offload
+from gpugate.offload.store import ModelStore
+offload.configure(store=ModelStore(__import__("pathlib").Path({str(tmp_path / "m.json")!r}), "m"),
+                  gpus=[], policy="cpu")
+scale = offload.task(lambda x: x * 2, kind="scale")
+for _ in range(4):
+    scale(np.ones(3))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert len(saved["measurements"]) == 3  # four runs, the first a warm-up

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gpugate.cli.errors import EXIT_USAGE, CliError
+from gpugate.units import format_bytes
 
 if TYPE_CHECKING:
     from gpugate.offload.builtin import Sweep
@@ -26,7 +27,9 @@ def add_offload_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     osub = p.add_subparsers(dest="offload_command", required=True)
     q = osub.add_parser("calibrate", help="measure the built-in tasks and teach the model")
     q.add_argument("--kinds", help="comma-separated (default: all; see `gpugate offload show`)")
-    q.add_argument("--dtypes", default="float32", help="float32, float64 or both (default float32)")
+    q.add_argument(
+        "--dtypes", default="float32", help="comma-separated: float32,float64 (default float32)"
+    )
     q.add_argument("--repeats", type=int, default=3, help="runs per variant and size (default 3)")
     q.add_argument("--quick", action="store_true", help="small sizes only (seconds, for a try)")
     q.add_argument("--no-load", action="store_true", help="idle machine only (no busy-CPU phase)")
@@ -45,15 +48,29 @@ def add_offload_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     q.set_defaults(func=cmd_offload_reset, needs_client=False)
 
 
-def _runtime(**options: Any) -> Runtime:
+def _runtime(read_only: bool = False, **options: Any) -> Runtime:
+    """This machine's runtime; ``read_only``: its model file is read, never written."""
+    _need_offload_extra()
+    from gpugate.offload.devices import CpuDevice
+    from gpugate.offload.runtime import Runtime
+    from gpugate.offload.store import ModelStore, default_model_path, machine_description
+
+    label = CpuDevice().label
+    store = ModelStore(default_model_path(label), machine_description(label), read_only)
+    return Runtime(store=store, **options)
+
+
+def _need_offload_extra() -> None:
     try:
-        from gpugate.offload.runtime import Runtime
-    except ImportError as exc:  # numpy or numba missing
-        raise CliError(f"the offload runtime needs the [offload] extra ({exc})") from None
-    return Runtime(**options)
+        import gpugate.offload.builtin  # noqa: F401 - NumPy and Numba, with the kernels
+    except ImportError as exc:
+        raise CliError(
+            f"the offload runtime needs the [offload] extra: pip install 'gpugate[offload]' ({exc})"
+        ) from None
 
 
 def _sweeps(kinds: str | None) -> list[Sweep]:
+    _need_offload_extra()
     from gpugate.offload.builtin import CALIBRATION
 
     names = kinds.split(",") if kinds else list(CALIBRATION)
@@ -80,7 +97,7 @@ def cmd_offload_calibrate(args: argparse.Namespace) -> int:
         raise CliError("--repeats must be at least 1", EXIT_USAGE)
     from gpugate.offload.calibrate import calibrate, phases
 
-    runtime = _runtime(policy="learned")
+    runtime = _runtime()
     try:
         cpu_loads = [] if args.no_load else [runtime.state.current.cpu_count]
         gpu_duty = 0.6 if runtime.gpus and not args.no_load else None
@@ -145,7 +162,7 @@ class _Progress:
 def cmd_offload_show(args: argparse.Namespace) -> int:
     from gpugate.offload.builtin import CALIBRATION
 
-    runtime = _runtime(store=True)
+    runtime = _runtime(read_only=True)
     try:
         if args.json:
             print(json.dumps(_show_data(runtime), indent=2))
@@ -199,13 +216,26 @@ def _show_text(runtime: Runtime, sweeps: list[Sweep], dtypes: list[str]) -> str:
 
 # ---------------------------------------------------------------------------- explain
 def cmd_offload_explain(args: argparse.Namespace) -> int:
+    if "," in args.kind:
+        raise CliError("explain takes one task kind", EXIT_USAGE)
     sweep = _sweeps(args.kind)[0]
     dtype = _dtypes(args.dtype)[0]
     if args.size < 1:
         raise CliError("the size must be at least 1", EXIT_USAGE)
+    import numpy as np
+    import psutil
+
     from gpugate.offload.builtin import DTYPES
 
-    runtime = _runtime(store=True)
+    # explain builds real inputs of that size: refuse what would not fit in memory
+    needed = sweep.input_bytes(args.size, np.dtype(DTYPES[dtype]).itemsize)
+    if needed > psutil.virtual_memory().available // 2:
+        raise CliError(
+            f"{sweep.describe(args.size)} needs {format_bytes(needed)} of inputs, more than"
+            " half the memory available here",
+            EXIT_USAGE,
+        )
+    runtime = _runtime(read_only=True)
     try:
         explanation = runtime.explain(sweep.task, sweep.inputs(args.size, DTYPES[dtype]), {})
         print(json.dumps(explanation.to_dict(), indent=2) if args.json else explanation)

@@ -24,9 +24,10 @@ from gpugate.offload import threads
 # before anything below imports NumPy (see gpugate.offload.threads)
 threads.NOTE = threads.configure_thread_pools()
 
+from gpugate.offload.default import configure, default_runtime  # noqa: E402
 from gpugate.offload.devices import SimulatedGpu  # noqa: E402
 from gpugate.offload.explain import Explanation  # noqa: E402
-from gpugate.offload.runtime import POLICIES, Runtime, configure, default_runtime  # noqa: E402
+from gpugate.offload.runtime import POLICIES, Runtime  # noqa: E402
 from gpugate.offload.task import OffloadTask, task  # noqa: E402
 
 

@@ -22,19 +22,38 @@ from gpugate.offload.task import OffloadTask, task
 
 # Work functions run on every decision, before any variant: they only read shapes (the
 # kernels' own *_work functions also validate, which costs microseconds).
+# A call with the wrong arguments fails here first, with the kernel's own clear error.
+def _arrays(kind: str, *values: Any) -> None:
+    for value in values:
+        if not hasattr(value, "shape"):
+            raise TypeError(f"{kind} takes NumPy or CuPy arrays, not {type(value).__name__}")
+
+
 def _matmul_flops(a: Any, b: Any) -> float:
+    _arrays("matmul", a, b)
+    if a.ndim != 2 or b.ndim != 2:
+        mm.matmul_work(np.asarray(a), np.asarray(b))  # raises the kernel's ValueError
     return 2.0 * float(a.shape[0] * a.shape[1] * b.shape[1])
 
 
 def _blur_taps(image: Any, sigma: float = 2.0) -> float:
+    _arrays("gaussian_blur", image)
+    if image.ndim != 2:
+        filters.gaussian_blur_work(np.asarray(image), sigma)
     return float(image.size) * 2.0 * (2 * filters.gaussian_radius(sigma) + 1)
 
 
 def _pixels(image: Any) -> float:
+    _arrays("sobel", image)
+    if image.ndim != 2:
+        filters.sobel_work(np.asarray(image))
     return float(image.size)
 
 
-def _pairs(pos: Any, *_: Any, **__: Any) -> float:
+def _pairs(pos: Any, vel: Any, mass: Any, *rest: Any, **options: Any) -> float:
+    _arrays("nbody", pos, vel, mass)
+    if pos.ndim != 2:
+        nbody.nbody_work(np.asarray(pos), np.asarray(vel), np.asarray(mass), *rest, **options)
     return float(len(pos)) ** 2
 
 
@@ -104,6 +123,10 @@ class Sweep:
     quick_sizes: Sequence[int]
     inputs: Callable[[int, Any], tuple[Any, ...]]
     unit: str
+    elements: Callable[[int], int]  # input elements at a size (to refuse what cannot fit)
+
+    def input_bytes(self, size: int, itemsize: int) -> int:
+        return self.elements(size) * itemsize
 
     def describe(self, size: int) -> str:
         return f"{self.task.kind} {self.unit}={size}"
@@ -113,6 +136,12 @@ def _image(height: int, dtype: Any) -> tuple[Any, ...]:
     return (filters.image_input(height, (height * 16) // 9, dtype=dtype),)
 
 
+def _image_sweep(filter_task: OffloadTask) -> Sweep:
+    """16:9 images from 64x36 to 4K (3840x2160)."""
+    heights = (36, 90, 240, 540, 1080, 2160)
+    return Sweep(filter_task, heights, heights[:3], _image, "height", lambda h: h * (h * 16 // 9))
+
+
 CALIBRATION: dict[str, Sweep] = {
     "matmul": Sweep(
         matmul,
@@ -120,17 +149,17 @@ CALIBRATION: dict[str, Sweep] = {
         (16, 64, 128),
         lambda n, dt: mm.matmul_inputs(n, dt),
         "n",
+        lambda n: 2 * n * n,
     ),
-    "gaussian_blur": Sweep(
-        gaussian_blur, (36, 90, 240, 540, 1080, 2160), (36, 90, 240), _image, "height"
-    ),
-    "sobel": Sweep(sobel, (36, 90, 240, 540, 1080, 2160), (36, 90, 240), _image, "height"),
+    "gaussian_blur": _image_sweep(gaussian_blur),
+    "sobel": _image_sweep(sobel),
     "nbody": Sweep(
         nbody_step,
         (64, 192, 512, 1536, 4096),
         (32, 96, 256),
         lambda n, dt: nbody.nbody_inputs(n, dt),
         "bodies",
+        lambda n: 7 * n,
     ),
 }
 DTYPES = {"float32": np.float32, "float64": np.float64}

@@ -12,8 +12,10 @@ import contextlib
 import functools
 import os
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpugate.offload.builtin import CALIBRATION, DTYPES, Sweep
 from gpugate.offload.runtime import Runtime
@@ -23,10 +25,17 @@ Progress = Callable[[int, int, str], None]  # done, total, what is running
 
 @dataclass(frozen=True)
 class Phase:
-    """One machine condition: a name, and a context manager that makes it."""
+    """One machine condition: a name, a context manager that makes it, and which
+    variants it measures: busy CPUs teach the CPU variants' contention term, a busy GPU
+    the GPU variants' (a GPU variant's model has no CPU-load term to put a slowdown
+    from busy CPUs in, so it would only learn noise there)."""
 
     name: str
     condition: Callable[[], contextlib.AbstractContextManager[None]]
+    measures: str = "all"  # "all", "cpu" or "gpu"
+
+    def wants(self, run: Run) -> bool:
+        return self.measures == "all" or (run.device == "cpu") == (self.measures == "cpu")
 
 
 def phases(cpu_loads: Sequence[int], gpu_duty: float | None) -> list[Phase]:
@@ -35,9 +44,10 @@ def phases(cpu_loads: Sequence[int], gpu_duty: float | None) -> list[Phase]:
     made = [Phase("idle", contextlib.nullcontext)]
     for n in cpu_loads:
         if n > 0:
-            made.append(Phase(f"{n} busy CPU processes", functools.partial(cpu_load, n)))
+            made.append(Phase(f"{n} busy CPU processes", functools.partial(cpu_load, n), "cpu"))
     if gpu_duty:
-        made.append(Phase(f"GPU {gpu_duty:.0%} busy", functools.partial(gpu_load, gpu_duty)))
+        busy_gpu = functools.partial(gpu_load, gpu_duty)
+        made.append(Phase(f"GPU {gpu_duty:.0%} busy", busy_gpu, "gpu"))
     return made
 
 
@@ -48,19 +58,31 @@ class CalibrationResult:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Run:
+    """One measured run of the calibration: a variant on a device at one size."""
+
+    sweep: Sweep
+    size: int
+    dtype: str
+    variant: str
+    device: str
+
+    def describe(self) -> str:
+        return f"{self.sweep.describe(self.size)} {self.dtype} {self.variant}"
+
+
 def plan(
-    sweeps: Sequence[Sweep], quick: bool, dtypes: Sequence[str], seed: int
-) -> list[tuple[Sweep, int, str]]:
-    """Every (task, size, dtype) once, shuffled so that a trend in the machine does not
-    line up with size."""
-    items = [
-        (s, size, dt)
+    runtime: Runtime, sweeps: Sequence[Sweep], quick: bool, dtypes: Sequence[str]
+) -> list[Run]:
+    """Every (task, size, dtype, variant, device) once."""
+    return [
+        Run(s, size, dt, variant, device)
         for s in sweeps
         for size in (s.quick_sizes if quick else s.sizes)
         for dt in dtypes
+        for variant, device in _options(runtime, s)
     ]
-    random.Random(seed).shuffle(items)
-    return items
 
 
 def calibrate(
@@ -75,37 +97,44 @@ def calibrate(
     seed: int = 0,
 ) -> CalibrationResult:
     """Run each variant on each device ``repeats`` times at each size, in each condition;
-    the runtime learns from every run (the first run of a variant is its warm-up)."""
-    import time
+    the runtime learns from every run.
 
+    The runs are shuffled, tasks and variants mixed as in a real stream: measured back
+    to back, a variant runs with warm caches and awake thread pools, and the model would
+    learn times that a mixed program never sees. Each (variant, size) first runs once
+    unlearned: a first run is often several times slower (fresh pages, JIT)."""
     sweeps = list(CALIBRATION.values()) if sweeps is None else list(sweeps)
     conditions = conditions or phases([os.cpu_count() or 1], None)
-    items = plan(sweeps, quick, dtypes, seed)
-    per_item = [len(_options(runtime, s, size, dt)) * repeats for s, size, dt in items]
-    total = sum(per_item) * len(conditions)
+    runs = plan(runtime, sweeps, quick, dtypes)
+    total = sum(len([r for r in runs if phase.wants(r)]) for phase in conditions) * repeats
+    inputs = {(r.sweep.task.kind, r.size, r.dtype): r for r in runs}
+    args = {key: r.sweep.inputs(r.size, DTYPES[r.dtype]) for key, r in inputs.items()}
+    rng = random.Random(seed)
     result = CalibrationResult()
     started = time.perf_counter()
     for phase in conditions:
+        measured = [r for r in runs if phase.wants(r)]
         with phase.condition():
-            for sweep, size, dtype in items:
-                for variant, device in _options(runtime, sweep, size, dtype):
-                    args = sweep.inputs(size, DTYPES[dtype])
-                    # A first run at a size is often several times slower (fresh pages,
-                    # cold caches, a thread pool waking): measured but not learned.
-                    runtime.run_variant(sweep.task, variant, args, {}, device=device, learn=False)
-                    for _ in range(repeats):
-                        if progress:
-                            what = f"{phase.name}: {sweep.describe(size)} {dtype} {variant}"
-                            progress(result.runs, total, what)
-                        runtime.run_variant(sweep.task, variant, args, {}, device=device)
-                        result.runs += 1
-                        result.by_variant[variant] = result.by_variant.get(variant, 0) + 1
+            for run in measured:  # the warm-ups
+                _run(runtime, run, args, learn=False)
+            for _ in range(repeats):
+                for run in rng.sample(measured, len(measured)):
+                    if progress:
+                        progress(result.runs, total, f"{phase.name}: {run.describe()}")
+                    _run(runtime, run, args, learn=True)
+                    result.runs += 1
+                    result.by_variant[run.variant] = result.by_variant.get(run.variant, 0) + 1
     result.seconds = time.perf_counter() - started
     runtime.save()
     return result
 
 
-def _options(runtime: Runtime, sweep: Sweep, size: int, dtype: str) -> list[tuple[str, str]]:
+def _run(runtime: Runtime, run: Run, args: dict[tuple[str, int, str], Any], learn: bool) -> None:
+    call_args = args[run.sweep.task.kind, run.size, run.dtype]
+    runtime.run_variant(run.sweep.task, run.variant, call_args, {}, device=run.device, learn=learn)
+
+
+def _options(runtime: Runtime, sweep: Sweep) -> list[tuple[str, str]]:
     devices = [g.name for g in runtime.gpus.values()]
     pairs = []
     for variant in sweep.task.variants:

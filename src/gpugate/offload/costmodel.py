@@ -50,6 +50,7 @@ PRIOR_STRENGTH = (1e-3, 1e-2, 0.3, 2.0, 2.0)
 PRIOR_NOISE_VAR = 0.05  # of ln(seconds): about 22% run-to-run spread until measured
 NOISE_PRIOR_WEIGHT = 2.0  # observations' worth of belief in PRIOR_NOISE_VAR
 OUTLIER_SD = 3.0
+MAX_SLOPE = 1.5 * _LN10  # steepest extrapolation: time grows as work**1.5
 SOLVE_EVERY_RUN_UNTIL = 32
 SOLVE_EVERY = 4
 _STRENGTH = np.array(PRIOR_STRENGTH)
@@ -118,6 +119,7 @@ class LogLinearModel:
     weight_sum: float = 0.0  # forgotten count of observations
     noise_var: float = PRIOR_NOISE_VAR
     observations: int = 0
+    last_seen: int = 0  # the book's clock at the last update (see ModelBook.clock)
     stale: bool = False  # updated since the last solve
     prior_mean: tuple[float, ...] = PRIOR_MEAN
     weights: tuple[float, ...] = PRIOR_MEAN
@@ -157,16 +159,20 @@ class LogLinearModel:
             mean = w[0] + w[1] * l + w[2] * ll + w[3] * z + w[4] * zl
         else:
             # Outside the sizes seen, continue the curve in a straight line from its edge,
-            # its slope kept between flat and proportional to work (where throughput has
-            # saturated): a quadratic in log-log would keep bending up (or down) for ever.
+            # its slope kept between flat and work**1.5 (a matmul's time in its elements):
+            # a quadratic in log-log would keep bending up (or down) for ever.
             edge = min(max(l, self.low), self.high)
             at_edge = w[0] + w[1] * edge + w[2] * edge * edge + w[3] * z + w[4] * z * edge
-            slope = min(max(w[1] + 2.0 * w[2] * edge + w[4] * z, 0.0), _LN10)
+            slope = min(max(w[1] + 2.0 * w[2] * edge + w[4] * z, 0.0), MAX_SLOPE)
             mean = at_edge + slope * (l - edge)
         return mean, self.noise_var * quad
 
     def update(self, x: Sequence[float], seconds: float) -> None:
-        """Learn from one measured run of ``seconds`` (> 0) with inputs ``x``."""
+        """Learn from one measured run of ``seconds`` (> 0) with inputs ``x``; a run
+        with a number that is not finite (a NaN work, say) is ignored, since it would
+        poison the sums for ever."""
+        if not (math.isfinite(seconds) and all(map(math.isfinite, x))):
+            return
         y = self._clipped(x, math.log(max(seconds, 1e-9)))
         self.low, self.high = min(self.low, x[1]), max(self.high, x[1])
         self.square_sum = FORGET * self.square_sum + y * y
@@ -273,6 +279,7 @@ class ModelBook:
 
     def __init__(self, models: Mapping[str, LogLinearModel] | None = None) -> None:
         self.models: dict[str, LogLinearModel] = dict(models or {})
+        self.clock = 0  # observations of every key so far (staleness of a key's model)
         self._priors = (LogLinearModel(), new_model(TRANSFER_PREFIX))
 
     def predict(self, key: str, work: float, contention: float = 0.0) -> Prediction:
@@ -289,6 +296,8 @@ class ModelBook:
         model = self.models.get(key)
         if model is None:
             model = self.models[key] = new_model(key)
+        self.clock += 1
+        model.last_seen = self.clock
         model.update(features(work, contention), seconds)
 
     def to_dict(self) -> dict[str, Any]:

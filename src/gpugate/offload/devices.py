@@ -42,6 +42,11 @@ class Device(Protocol):
         """Make this device current for the calling thread while a variant runs."""
         ...
 
+    def pooled_free_bytes(self) -> int:
+        """Device memory this process holds in its allocator's pool but does not use:
+        the driver counts it as used, yet our next call can have it."""
+        ...
+
 
 class CpuDevice:
     name = "cpu"
@@ -53,7 +58,8 @@ class CpuDevice:
         self.label = f"{cpu_model()} x{os.cpu_count() or 1}"
 
     def holds(self, value: object) -> bool:
-        return isinstance(value, np.ndarray) and type(value) is np.ndarray
+        # subclasses too (memmap, ...), but not a simulated GPU's arrays
+        return isinstance(value, np.ndarray) and not isinstance(value, SimulatedGpuArray)
 
     def to_device(self, value: Any) -> Any:
         return value
@@ -66,6 +72,9 @@ class CpuDevice:
 
     def active(self) -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()
+
+    def pooled_free_bytes(self) -> int:
+        return 0
 
 
 def cpu_model() -> str:
@@ -80,7 +89,12 @@ def cpu_model() -> str:
 
 
 class CudaDevice:
-    """One CUDA GPU through CuPy (the ``[offload-cuda]`` extra)."""
+    """One CUDA GPU through CuPy (the ``[offload-cuda]`` extra).
+
+    Variants and transfers run on a stream of the runtime's own, so that waiting for
+    them (to time them) does not wait for other CuPy work of the process as well; it is
+    a blocking stream (ordered after the legacy default stream), so arrays a caller
+    computed there are ready before a variant reads them."""
 
     is_gpu = True
 
@@ -93,23 +107,32 @@ class CudaDevice:
         props = cupy.cuda.runtime.getDeviceProperties(index)
         self.label = _text(props.get("name", b"CUDA GPU"))
         self.uuid = format_uuid(props.get("uuid"))
+        with cupy.cuda.Device(index):
+            self._stream = cupy.cuda.Stream()
 
     def holds(self, value: object) -> bool:
         return isinstance(value, self._cp.ndarray) and int(value.device.id) == self.index
 
     def to_device(self, value: Any) -> Any:
-        with self._cp.cuda.Device(self.index):
+        with self.active():
             return self._cp.asarray(value)
 
     def to_host(self, value: Any) -> Any:
-        return self._cp.asnumpy(value)
+        with self.active():
+            return self._cp.asnumpy(value)
 
     def synchronize(self) -> None:
-        self._cp.cuda.Device(self.index).synchronize()
+        self._stream.synchronize()
 
     def active(self) -> contextlib.AbstractContextManager[object]:
-        device: contextlib.AbstractContextManager[object] = self._cp.cuda.Device(self.index)
-        return device
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._cp.cuda.Device(self.index))
+        stack.enter_context(self._stream)
+        return stack
+
+    def pooled_free_bytes(self) -> int:
+        with self._cp.cuda.Device(self.index):
+            return int(self._cp.get_default_memory_pool().free_bytes())
 
 
 def _text(value: object) -> str:
@@ -187,3 +210,6 @@ class SimulatedGpu:
 
     def active(self) -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()
+
+    def pooled_free_bytes(self) -> int:
+        return 0

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from gpugate.offload.costmodel import ModelBook, Prediction, decades
+from gpugate.offload.task import HOST
 
 if TYPE_CHECKING:
     from gpugate.offload.devices import Device
     from gpugate.offload.task import CallFeatures, Variant
 
-HOST = "host"
 EXPLORE_SD = 0.15  # explore a variant while its prediction is unsure by more than ~15%
+STALENESS_RUNS = 2000.0  # runs of other options that double an unrun option's variance
 
 
 class Option(NamedTuple):
@@ -46,8 +48,7 @@ class Transfer:
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
+class Measurement(NamedTuple):
     """One measured run: the compute (device synchronized) and the transfers apart."""
 
     kind: str
@@ -193,11 +194,15 @@ class LearnedChooser:
     def choose(self, call: CallFeatures, options: Sequence[Option]) -> int:
         best, best_finish, explored = -1, math.inf, False
         l = decades(call.work)  # noqa: E741 - the cost model's name
+        known: dict[tuple[str, float], tuple[float, float]] = {}  # alike GPUs: one model
         for i, option in enumerate(options):
             if not option.feasible:
                 continue
-            model = self.book.model(option_key(call, option))
-            log_mean, log_var = model.predict_at(l, option.contention)
+            key = option_key(call, option)
+            log_mean, log_var = known.get((key, option.contention)) or self._predict(
+                key, l, option.contention
+            )
+            known[key, option.contention] = (log_mean, log_var)
             drawn = self.explore and log_var > EXPLORE_SD * EXPLORE_SD
             if drawn:
                 log_mean += math.sqrt(log_var) * self.rng.gauss(0.0, 1.0)
@@ -210,6 +215,13 @@ class LearnedChooser:
                 best, best_finish, explored = i, finish, drawn
         self.explored += explored
         return best
+
+    def _predict(self, key: str, l: float, z: float) -> tuple[float, float]:  # noqa: E741
+        model = self.book.model(key)
+        log_mean, log_var = model.predict_at(l, z)
+        # An option not run for a while grows less certain (the machine may have changed
+        # since), so one that once measured slow is tried again, rarely.
+        return log_mean, log_var * (1.0 + (self.book.clock - model.last_seen) / STALENESS_RUNS)
 
     def observe(self, m: Measurement) -> None:
         pass  # the runtime updates the shared ModelBook, which this reads
@@ -313,54 +325,64 @@ class HistoryChooser:
     """StarPU's history-based model with its regression fallback (``dmda``): the mean
     measured time of the same variant on exactly this size if it was seen, else a power
     law ``a * work**b`` fitted on that variant's history; a variant with no model yet
-    is run to calibrate it, as StarPU does. The expected finish adds the device's queue."""
+    is run to calibrate it, as StarPU does. The expected finish adds the device's queue.
+    Decisions and measurements may come from different threads, hence the lock."""
 
     name = "history"
 
     def __init__(self, measurements: Iterable[Measurement] = ()) -> None:
-        self._means: dict[tuple[str, str, str, float], tuple[int, float]] = {}
+        # (kind, dtype, variant) -> work -> (runs, mean seconds)
+        self._means: dict[tuple[str, str, str], dict[float, tuple[int, float]]] = {}
         self._laws: dict[tuple[str, str, str], tuple[float, float] | None] = {}
+        self._lock = threading.Lock()
         for m in measurements:
             self.observe(m)
 
     def observe(self, m: Measurement) -> None:
-        key = (m.kind, m.dtype, m.variant, m.work)
-        n, mean = self._means.get(key, (0, 0.0))
-        if n == 0:
-            self._laws.pop((m.kind, m.dtype, m.variant), None)  # a new size: refit lazily
-        self._means[key] = (n + 1, mean + (m.total_s - mean) / (n + 1))
+        key = (m.kind, m.dtype, m.variant)
+        with self._lock:
+            by_work = self._means.setdefault(key, {})
+            n, mean = by_work.get(m.work, (0, 0.0))
+            if n == 0:
+                self._laws.pop(key, None)  # a new size: refit lazily
+            by_work[m.work] = (n + 1, mean + (m.total_s - mean) / (n + 1))
 
     def choose(self, call: CallFeatures, options: Sequence[Option]) -> int:
         best, best_finish = -1, math.inf
-        for i, option in enumerate(options):
-            if not option.feasible:
-                continue
-            expected = self.expected_s(call, option.variant.name)
-            if expected is None:
-                return i  # calibrate it
-            if option.backlog_s + expected < best_finish:
-                best, best_finish = i, option.backlog_s + expected
+        with self._lock:
+            for i, option in enumerate(options):
+                if not option.feasible:
+                    continue
+                expected = self._expected_s(call, option.variant.name)
+                if expected is None:
+                    return i  # calibrate it
+                if option.backlog_s + expected < best_finish:
+                    best, best_finish = i, option.backlog_s + expected
         return best
 
     def expected_s(self, call: CallFeatures, variant: str) -> float | None:
-        seen = self._means.get((call.kind, call.dtype, variant, call.work))
+        with self._lock:
+            return self._expected_s(call, variant)
+
+    def _expected_s(self, call: CallFeatures, variant: str) -> float | None:
+        key = (call.kind, call.dtype, variant)
+        by_work = self._means.get(key, {})
+        seen = by_work.get(call.work)
         if seen is not None:
             return seen[1]
-        law_key = (call.kind, call.dtype, variant)
-        if law_key not in self._laws:
-            self._laws[law_key] = self._fit_law(law_key)
-        law = self._laws[law_key]
+        if key not in self._laws:
+            self._laws[key] = _fit_law(by_work)
+        law = self._laws[key]
         return None if law is None else law[0] * call.work ** law[1]
 
-    def _fit_law(self, law_key: tuple[str, str, str]) -> tuple[float, float] | None:
-        points = [
-            (math.log(max(work, 1.0)), math.log(max(mean, 1e-9)))
-            for (kind, dtype, variant, work), (_, mean) in self._means.items()
-            if (kind, dtype, variant) == law_key
-        ]
-        if len({x for x, _ in points}) < 2:
-            return None
-        return power_law(points)
+
+def _fit_law(by_work: Mapping[float, tuple[int, float]]) -> tuple[float, float] | None:
+    points = [
+        (math.log(max(w, 1.0)), math.log(max(mean, 1e-9))) for w, (_, mean) in by_work.items()
+    ]
+    if len({x for x, _ in points}) < 2:
+        return None
+    return power_law(points)
 
 
 def power_law(points: Sequence[tuple[float, float]]) -> tuple[float, float]:

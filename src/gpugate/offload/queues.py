@@ -19,6 +19,11 @@ from typing import Any
 from gpugate.offload.devices import Device
 
 BUSY_WINDOW_S = 1.0
+Job = tuple[Callable[[], Any], float, "Future[Any]"]
+
+
+class QueueClosed(RuntimeError):
+    """The runtime was closed: nothing more runs on its devices."""
 
 
 class DeviceQueue:
@@ -26,15 +31,15 @@ class DeviceQueue:
         self.device = device
         self.depth = depth
         self.running = threading.Lock()  # held while a task runs on the device
-        self._jobs: queue.Queue[tuple[Callable[[], Any], float, Future[Any]] | None] = queue.Queue(
-            maxsize=depth
-        )
+        self._owner: int | None = None  # the thread running a task on the device
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
         self._books = threading.Lock()
         self._queued_s = 0.0
         self._running_until = 0.0  # monotonic time the running task is predicted to end
         self._running_since: float | None = None
         self._busy: deque[tuple[float, float]] = deque(maxlen=4096)
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def backlog_s(self, now: float) -> float:
         return self._queued_s + max(self._running_until - now, 0.0)
@@ -51,7 +56,10 @@ class DeviceQueue:
         return 100.0 * min(busy / BUSY_WINDOW_S, 1.0)
 
     def run(self, work: Callable[[], Any], predicted_s: float) -> Any:
-        """Run now on the calling thread if the device is free, else wait in its queue."""
+        """Run on the calling thread if the device is free (or this thread already holds
+        it: a task that calls another task), else wait in the device's queue."""
+        if self._owner == threading.get_ident():
+            return work()  # nested inside a task on this device: it has the device
         if self._jobs.empty() and self.running.acquire(blocking=False):
             try:
                 return self._timed(work, predicted_s)
@@ -63,24 +71,34 @@ class DeviceQueue:
         """Queue ``work``; blocks while the queue is full (back-pressure)."""
         future: Future[Any] = Future()
         with self._books:
+            if self._closed:
+                raise QueueClosed(f"the offload runtime is closed ({self.device.name})")
             self._queued_s += predicted_s
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name=f"gpugate-offload-{self.device.name}", daemon=True
                 )
                 self._thread.start()
-        self._jobs.put((work, predicted_s, future))
+        try:
+            self._jobs.put((work, predicted_s, future))
+        except BaseException:  # e.g. Ctrl-C while blocked: take the prediction back
+            self._unqueue(predicted_s)
+            raise
         return future
+
+    def _unqueue(self, predicted_s: float) -> None:
+        with self._books:
+            self._queued_s = max(self._queued_s - predicted_s, 0.0)
 
     def _loop(self) -> None:
         while (item := self._jobs.get()) is not None:
             work, predicted_s, future = item
-            with self._books:
-                self._queued_s = max(self._queued_s - predicted_s, 0.0)
             if not future.set_running_or_notify_cancel():
+                self._unqueue(predicted_s)
                 continue
             try:
                 with self.running:
+                    self._unqueue(predicted_s)  # now counted as the running task
                     result = self._timed(work, predicted_s)
             except BaseException as exc:  # the caller gets it through the future
                 future.set_exception(exc)
@@ -90,16 +108,28 @@ class DeviceQueue:
     def _timed(self, work: Callable[[], Any], predicted_s: float) -> Any:
         start = self._running_since = time.monotonic()
         self._running_until = start + predicted_s
+        self._owner = threading.get_ident()
         try:
             return work()
         finally:
+            self._owner = None
             self._running_until = 0.0
             self._running_since = None
             self._busy.append((start, time.monotonic()))
 
     def close(self) -> None:
-        """Finish what is queued, then stop the worker."""
-        if self._thread is not None:
+        """Finish what is queued, then stop the worker; a call queued too late to run
+        fails with QueueClosed rather than waiting for ever."""
+        with self._books:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
             self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
+            thread.join()
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[2].set_exception(QueueClosed("the offload runtime closed before it ran"))

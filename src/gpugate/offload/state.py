@@ -22,15 +22,17 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from gpugate.model import MachineSnapshot
+from gpugate.offload.devices import Device
 
 CPU_SAMPLE_S = 0.1
 GPU_SAMPLE_S = 0.5
 CPU_SMOOTHING = 0.2  # EMA weight of a new CPU sample: about half a second of memory
+STALE_AFTER_FAILURES = 3  # GPU reads in a row; then the GPUs' state is unknown, not old
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +106,31 @@ def runnable_others_now() -> float:
 
 
 # ---------------------------------------------------------------------------------- GPUs
+class Own(Protocol):
+    """What this process itself does on a GPU (named as the monitor names it: by UUID,
+    by index where the UUID is unknown): the share of time it keeps it busy, and memory
+    its allocator holds unused (the driver counts it as used)."""
+
+    def busy_pct(self, uuid: str, index: int) -> float: ...
+
+    def pooled_free_bytes(self, uuid: str, index: int) -> int: ...
+
+
+class NothingOwn:
+    def busy_pct(self, uuid: str, index: int) -> float:
+        return 0.0
+
+    def pooled_free_bytes(self, uuid: str, index: int) -> int:
+        return 0
+
+
 class GpuStateSource(Protocol):
     """Where GPU load comes from. ``read`` may block for milliseconds (it runs on the
-    sampler's thread); ``own_busy_pct(index)`` is this runtime's own share."""
+    sampler's thread)."""
 
     name: str
 
-    def read(self, own_busy_pct: Callable[[int], float]) -> tuple[GpuState, ...]: ...
+    def read(self, own: Own) -> tuple[GpuState, ...]: ...
 
     def close(self) -> None: ...
 
@@ -118,22 +138,23 @@ class GpuStateSource(Protocol):
 class MonitorGpuSource:
     """gpugate's own monitors (NVML first), in this process."""
 
-    def __init__(self, snapshot: Callable[[], MachineSnapshot], name: str) -> None:
+    def __init__(
+        self, snapshot: Callable[[], MachineSnapshot], name: str, close: Callable[[], None]
+    ) -> None:
         self._snapshot = snapshot
         self.name = name
+        self._close = close
 
-    def read(self, own_busy_pct: Callable[[int], float]) -> tuple[GpuState, ...]:
-        me = os.getpid()
+    def read(self, own: Own) -> tuple[GpuState, ...]:
         states = []
         for g in self._snapshot().gpus:
-            mine = [p.util_pct for p in g.processes if p.pid == me]
-            own = mine[0] if mine and mine[0] is not None else own_busy_pct(g.index)
-            others = None if g.util_pct is None else max(g.util_pct - own, 0.0)
-            states.append(GpuState(g.index, g.uuid, g.name, others, g.mem_free_bytes))
+            others = _others_util(g.util_pct, g.processes, own.busy_pct(g.uuid, g.index))
+            free = g.mem_free_bytes + own.pooled_free_bytes(g.uuid, g.index)
+            states.append(GpuState(g.index, g.uuid, g.name, others, free))
         return tuple(states)
 
     def close(self) -> None:
-        pass
+        self._close()
 
 
 class DaemonGpuSource:
@@ -148,15 +169,13 @@ class DaemonGpuSource:
         assert isinstance(client, Client)
         self._client = client
 
-    def read(self, own_busy_pct: Callable[[int], float]) -> tuple[GpuState, ...]:
-        me = os.getpid()
+    def read(self, own: Own) -> tuple[GpuState, ...]:
         states = []
         for g in self._client.gpus().gpus:
             util = g.util_pct if g.util_pct is not None else g.util_smoothed_pct
-            mine = [p.util_pct for p in g.processes if p.pid == me]
-            own = mine[0] if mine and mine[0] is not None else own_busy_pct(g.index)
-            others = None if util is None else max(util - own, 0.0)
+            others = _others_util(util, g.processes, own.busy_pct(g.uuid, g.index))
             free = g.mem_total_bytes - g.mem_used_bytes - g.reserved_mem_bytes
+            free += own.pooled_free_bytes(g.uuid, g.index)
             states.append(GpuState(g.index, g.uuid, g.name, others, max(free, 0)))
         return tuple(states)
 
@@ -164,17 +183,30 @@ class DaemonGpuSource:
         pass
 
 
-def find_gpu_source(device_uuids: frozenset[str]) -> tuple[GpuStateSource | None, str]:
-    """Where to read the load of the GPUs named by ``device_uuids``: the daemon if one
-    answers and watches them, else a local monitor, else none; and a note saying why."""
-    if not device_uuids:
+def _others_util(
+    util_pct: float | None, processes: Sequence[Any], own_busy_pct: float
+) -> float | None:
+    """The GPU's utilization less this process's: the driver's per-process figure where
+    it gives one, else the share of time our own queue kept the GPU busy."""
+    if util_pct is None:
+        return None
+    mine = [p.util_pct for p in processes if p.pid == os.getpid() and p.util_pct is not None]
+    return max(util_pct - (mine[0] if mine else own_busy_pct), 0.0)
+
+
+def find_gpu_source(devices: Sequence[Device]) -> tuple[GpuStateSource | None, str]:
+    """Where to read the load of ``devices``: the daemon if one answers and watches them
+    (same UUIDs), else a local monitor (which matches by index where a UUID is missing),
+    else none; and a note saying why."""
+    if not devices:
         return None, "no GPU device in this process"
+    uuids = {d.uuid for d in devices if d.uuid}
     try:
         from gpugate.client import Client
 
         client = Client(timeout_s=0.5)
         watched = {g.uuid for g in client.gpus().gpus}
-        if watched & device_uuids:
+        if watched & uuids:
             return DaemonGpuSource(client), ""
         note = "the gpugate daemon watches other GPUs than this process's"
     except Exception as exc:  # no daemon, or one that does not answer: monitors instead
@@ -186,7 +218,7 @@ def find_gpu_source(device_uuids: frozenset[str]) -> tuple[GpuStateSource | None
         monitor = detect_monitor()
     except MonitorUnavailable as exc:
         return None, f"{note}; {exc}"
-    return MonitorGpuSource(monitor.snapshot, monitor.backend), note
+    return MonitorGpuSource(monitor.snapshot, monitor.backend, monitor.close), note
 
 
 # ------------------------------------------------------------------------------- sampler
@@ -196,16 +228,17 @@ class StateSampler:
     def __init__(
         self,
         gpu_source: GpuStateSource | None,
-        own_busy_pct: Callable[[int], float] = lambda index: 0.0,
+        own: Own | None = None,
         note: str = "",
         runnable_others: Callable[[], float] = runnable_others_now,
     ) -> None:
         self._gpu_source = gpu_source
-        self._own_busy_pct = own_busy_pct
+        self._own = own or NothingOwn()
         self._runnable_others = runnable_others
         self._note = note
         self._cpu_mean: float | None = None
         self._gpus: tuple[GpuState, ...] = ()
+        self._gpu_failures = 0
         self._stop = threading.Event()
         self.current = idle_state()
         self._sample(with_gpus=True)
@@ -228,10 +261,13 @@ class StateSampler:
         self._cpu_mean += CPU_SMOOTHING * (sample - self._cpu_mean)
         if with_gpus and self._gpu_source is not None:
             try:
-                self._gpus = self._gpu_source.read(self._own_busy_pct)
-                self._note = ""
+                self._gpus = self._gpu_source.read(self._own)
+                self._note, self._gpu_failures = "", 0
             except Exception as exc:  # a monitor hiccup must not stop sampling
                 self._note = f"{self._gpu_source.name}: {exc}"
+                self._gpu_failures += 1
+                if self._gpu_failures >= STALE_AFTER_FAILURES:
+                    self._gpus = ()  # a GPU last seen full must not stay avoided for ever
         self.current = SystemState(
             cpu_count=os.cpu_count() or 1,
             cpu_runnable_others=self._cpu_mean,

@@ -16,12 +16,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ def default_model_path(cpu_label: str) -> Path:
 
 
 class ModelStore:
-    """The model file. ``read_only``: load it, never write it (benchmarks compare
-    policies from one calibration without one run teaching the next)."""
+    """The model file. ``read_only``: load it, never write it (``gpugate offload show``;
+    benchmarks that compare policies from one calibration)."""
 
     def __init__(self, path: Path, machine: str, read_only: bool = False) -> None:
         self.path = path
@@ -56,28 +56,51 @@ class ModelStore:
         self.read_only = read_only
 
     def load(self) -> tuple[ModelBook, list[Measurement]]:
-        """What was saved; empty if nothing was. An unreadable file is moved aside."""
+        """What was saved; empty if nothing was. A file that cannot be decoded is moved
+        aside (left alone if read-only); one that cannot be read at all (permissions)
+        makes this store read-only, so that it is never overwritten."""
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return ModelBook(), []
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning(
+                "offload model %s unreadable (%s); learning afresh, not saving", self.path, exc
+            )
+            self.read_only = True
+            return ModelBook(), []
         try:
             return _decode(json.loads(text))
-        except (ValueError, KeyError, TypeError) as exc:
-            aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
-            os.replace(self.path, aside)
-            log.warning("offload model %s unreadable (%s); moved to %s", self.path, exc, aside)
+        except Exception as exc:  # any malformed content: keep it, start afresh
+            self._set_aside(exc)
             return ModelBook(), []
 
+    def _set_aside(self, exc: Exception) -> None:
+        if self.read_only:
+            log.warning("offload model %s unreadable (%s); ignored", self.path, exc)
+            return
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        try:
+            os.replace(self.path, aside)
+        except OSError:
+            self.read_only = True
+            log.warning("offload model %s unreadable (%s); not saving over it", self.path, exc)
+            return
+        log.warning("offload model %s unreadable (%s); moved to %s", self.path, exc, aside)
+
     def save(self, book: ModelBook, history: Iterable[Measurement]) -> None:
+        self.save_snapshot(book.to_dict(), list(history))
+
+    def save_snapshot(self, models: dict[str, Any], history: list[Measurement]) -> None:
+        """Write ``models`` (``ModelBook.to_dict()``) and ``history``, atomically."""
         if self.read_only:
             return
         data = {
             "format": FORMAT,
             "machine": self.machine,
             "saved_at": time.time(),
-            "models": book.to_dict(),
-            "measurements": [asdict(m) for m in history],
+            "models": models,
+            "measurements": [m._asdict() for m in history],
         }
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".offload-", suffix=".json")
@@ -94,6 +117,17 @@ class ModelStore:
 def _decode(data: Any) -> tuple[ModelBook, list[Measurement]]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"not an offload model file of format {FORMAT}")
-    book = ModelBook.from_dict(data["models"])
-    history = [Measurement(**m) for m in data["measurements"]]
+    models, measurements = data["models"], data["measurements"]
+    if not isinstance(models, dict) or not isinstance(measurements, list):
+        raise ValueError("models must be an object and measurements a list")
+    book = ModelBook.from_dict(models)
+    history = [_measurement(m) for m in measurements]
     return book, history
+
+
+def _measurement(row: Any) -> Measurement:
+    m = Measurement(**row)
+    numbers = (m.work, m.contention, m.compute_s, m.transfer_s)
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in numbers):
+        raise ValueError(f"a measurement with a bad number: {row}")
+    return m

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gpugate.offload.explain import Explanation
 
 Impl = Callable[..., Any]
+HOST = "host"  # where NumPy arrays live, in CallFeatures.resident and home
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +122,18 @@ class OffloadTask:
 
     # ---------------------------------------------------------------------- calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from gpugate.offload.runtime import default_runtime
+        from gpugate.offload.default import default_runtime
 
         return default_runtime().run(self, args, kwargs)
 
     def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Queue the call on the device expected to finish it first; a Future of its result."""
-        from gpugate.offload.runtime import default_runtime
+        from gpugate.offload.default import default_runtime
 
         return default_runtime().submit(self, args, kwargs)
 
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
-        from gpugate.offload.runtime import default_runtime
+        from gpugate.offload.default import default_runtime
 
         return default_runtime().explain(self, args, kwargs)
 
@@ -154,7 +155,7 @@ class OffloadTask:
                 where = _where(a, gpus)
                 resident[where] = resident.get(where, 0) + int(a.nbytes)
         elif arrays:  # no GPU: everything is on the host (the common case, made cheap)
-            resident["host"] = sum(int(a.nbytes) for a in arrays)
+            resident[HOST] = sum(int(a.nbytes) for a in arrays)
         in_bytes = sum(resident.values())
         out = (
             self.out_bytes_of(*args, **kwargs)
@@ -173,7 +174,7 @@ class OffloadTask:
             out_bytes=int(out),
             device_mem_bytes=int(dev_mem),
             resident=resident,
-            home=max(resident, key=resident.__getitem__) if resident else "host",
+            home=max(resident, key=resident.__getitem__) if resident else HOST,
         )
 
 
@@ -193,7 +194,7 @@ def _where(array: Any, gpus: Sequence[Device]) -> str:
     for gpu in gpus:
         if gpu.holds(array):
             return gpu.name
-    return "host"
+    return HOST
 
 
 def _default_work(arrays: Sequence[Any], args: Sequence[Any]) -> float:

@@ -1,0 +1,116 @@
+"""What the runtime learns from each run, and keeping it: the cost models, the
+measurements the baselines are fitted on, and the model file, saved in the background.
+
+A save never fails a task: a full disk or a read-only home is logged once and retried
+later. The first run of a variant (per dtype and device) in a process is not learned
+from: it pays Numba's JIT compilation and CUDA's start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from gpugate.offload.costmodel import ModelBook
+from gpugate.offload.moving import Move
+from gpugate.offload.policy import Measurement, Option, compute_key, transfer_key
+from gpugate.offload.store import ModelStore
+from gpugate.offload.task import CallFeatures
+
+HISTORY_MAX = 5_000  # measurements kept (and saved) for the baselines
+SAVE_EVERY_S = 30.0
+log = logging.getLogger("gpugate.offload")
+
+
+class Learner:
+    def __init__(
+        self, store: ModelStore | None, on_measurement: Callable[[Measurement], None]
+    ) -> None:
+        self.store = store
+        self.book, history = store.load() if store else (ModelBook(), [])
+        self.history: deque[Measurement] = deque(history, maxlen=HISTORY_MAX)
+        self.on_measurement = on_measurement
+        self.lock = threading.RLock()
+        self._warm: set[tuple[str, ...]] = set()
+        self._dirty = False
+        self._save_failed = False
+        self._stop = threading.Event()
+        self._saver: threading.Thread | None = None
+
+    def record(
+        self, call: CallFeatures, option: Option, compute_s: float, moves: Sequence[Move]
+    ) -> bool:
+        """Learn from one run; False if it was a first (warm-up) run, not learned."""
+        device = option.device
+        label = device.label if device.is_gpu else ""
+        variant = option.variant.name
+        with self.lock:
+            for gpu, direction, nbytes, seconds in moves:
+                link = ("transfer", gpu.name, direction)
+                if link in self._warm:
+                    self.book.observe(transfer_key(direction, gpu.label), nbytes, 0.0, seconds)
+                self._warm.add(link)
+            first = (call.kind, variant, call.dtype, device.name)
+            if first not in self._warm:
+                self._warm.add(first)
+                return False
+            key = compute_key(call.kind, variant, call.dtype, label)
+            self.book.observe(key, call.work, option.contention, compute_s)
+            m = Measurement(
+                call.kind,
+                variant,
+                label,
+                call.dtype,
+                call.work,
+                option.contention,
+                compute_s,
+                sum(move.seconds for move in moves),
+            )
+            self.history.append(m)
+            self.on_measurement(m)
+            self._dirty = True
+        self._start_saver()
+        return True
+
+    def _start_saver(self) -> None:
+        if self.store is None or self._saver is not None:
+            return
+        with self.lock:
+            if self._saver is None:
+                self._saver = threading.Thread(
+                    target=self._save_loop, name="gpugate-offload-save", daemon=True
+                )
+                self._saver.start()
+
+    def _save_loop(self) -> None:
+        while not self._stop.wait(SAVE_EVERY_S):
+            if self._dirty:
+                self.save(quiet=True)
+
+    def save(self, quiet: bool = False) -> None:
+        """Write the model file. ``quiet``: log a failure (once) instead of raising."""
+        if self.store is None:
+            return
+        with self.lock:  # a consistent snapshot; the writing happens outside the lock
+            models = self.book.to_dict()
+            history = list(self.history)
+            self._dirty = False
+        try:
+            self.store.save_snapshot(models, history)
+            self._save_failed = False
+        except OSError as exc:
+            self._dirty = True
+            if not quiet:
+                raise
+            if not self._save_failed:
+                log.warning("could not save the offload model to %s: %s", self.store.path, exc)
+            self._save_failed = True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._saver is not None:
+            self._saver.join(timeout=5.0)
+        if self._dirty:
+            self.save(quiet=True)

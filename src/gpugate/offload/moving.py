@@ -1,0 +1,58 @@
+"""Moving a call's arrays to the device that runs it, and its result back home; every
+move timed, so that the transfer models learn what the links really cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from gpugate.offload.devices import Device
+from gpugate.offload.policy import memory_of
+
+
+class Move(NamedTuple):
+    device: Device  # the GPU whose link was used
+    direction: str  # "h2d" or "d2h"
+    nbytes: int
+    seconds: float
+
+
+class Mover:
+    def __init__(self, cpu: Device, gpus: Sequence[Device]) -> None:
+        self.cpu = cpu
+        self.gpus = tuple(gpus)
+        self._by_name: Mapping[str, Device] = {g.name: g for g in gpus}
+
+    def bring(self, value: Any, device: Device, moves: list[Move]) -> Any:
+        """``value`` in ``device``'s memory, if it is an array living elsewhere."""
+        if not hasattr(value, "nbytes") or device.holds(value):
+            return value
+        for gpu in self.gpus:
+            if gpu.holds(value):
+                value = timed_move(gpu, "d2h", value, moves)
+                break
+        if device.is_gpu and self.cpu.holds(value):
+            value = timed_move(device, "h2d", value, moves)
+        return value
+
+    def send_home(self, result: Any, device: Device, home: str, moves: list[Move]) -> Any:
+        """The result where the call's inputs lived (``home``): NumPy in, NumPy out."""
+        if home == memory_of(device):
+            return result
+        if isinstance(result, tuple | list):
+            return type(result)(self.send_home(r, device, home, moves) for r in result)
+        if device.is_gpu and device.holds(result):
+            result = timed_move(device, "d2h", result, moves)
+        target = self._by_name.get(home)
+        if target is not None and self.cpu.holds(result):
+            result = timed_move(target, "h2d", result, moves)
+        return result
+
+
+def timed_move(device: Device, direction: str, value: Any, moves: list[Move]) -> Any:
+    start = time.perf_counter()
+    moved = device.to_device(value) if direction == "h2d" else device.to_host(value)
+    device.synchronize()
+    moves.append(Move(device, direction, int(value.nbytes), time.perf_counter() - start))
+    return moved
