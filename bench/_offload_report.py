@@ -124,9 +124,13 @@ def bars(scenarios: dict[str, dict[str, Any]], has_gpu: bool) -> list[dict[str, 
                 + ("" if has_gpu else " (always-gpu: gpu)"),
             ),
             (
-                "decision p99 < 50 us",
+                "decision p99 < 50 us, in a loop of decide()",
                 scenario["decisions"]["p99_us"] < 50,
-                f"{scenario['decisions']['p99_us']:.1f} us (decide() loop); in the stream "
+                f"{scenario['decisions']['p99_us']:.1f} us",
+            ),
+            (
+                "decision p99 < 50 us, between the stream's kernels (cold caches)",
+                learned["decide_p99_us"] < 50,
                 f"{learned['decide_p99_us']:.1f} us",
             ),
         ]

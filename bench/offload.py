@@ -34,7 +34,7 @@ measured; every GPU figure is marked ``gpu`` (to be run on a GPU machine).
 The measuring lives in bench/_offload_measure.py, the tables, bars, charts and JSON in
 bench/_offload_report.py.
 
-Usage: bench/offload.py [--quick] [--repeats 5] [--times 10] [--rounds 3] [--decisions 20000]
+Usage: bench/offload.py [--quick] [--repeats 5] [--times 10] [--rounds 5] [--decisions 20000]
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def main() -> int:
     parser.add_argument(
         "--times", type=int, help="each (task, size) in the stream (default 10; 3 quick)"
     )
-    parser.add_argument("--rounds", type=int, help="streams per policy (default 3; 1 quick)")
+    parser.add_argument("--rounds", type=int, help="streams per policy (default 5; 1 quick)")
     parser.add_argument("--decisions", type=int, help="decide() loop (default 20000; 5000 quick)")
     parser.add_argument(
         "--settle-s",
@@ -231,7 +231,7 @@ def main() -> int:
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.times = args.times or (3 if args.quick else 10)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 5)
     args.decisions = args.decisions or (5000 if args.quick else 20000)
     info = machine_info()
     header("offload: where each task runs, per call" + (" (quick)" if args.quick else ""), info)

@@ -42,11 +42,12 @@ if [[ "${1:-}" == "--quick" ]]; then
         "identity_cost.py --rounds 50"
         "fair_share.py --hours 12"
         "offload.py --quick"
+        "offload_threads.py --quick"
     )
 else
     runs=(cli_latency.py submit_to_start.py throughput.py queue_scale.py idle_cpu.py
           suspend_latency.py preempt_latency.py identity_cost.py
-          "fair_share.py --out $root/docs/img/fair_share.png" offload.py)
+          "fair_share.py --out $root/docs/img/fair_share.png" offload.py offload_threads.py)
 fi
 
 mkdir -p "${BENCH_OUT_DIR:-$here/out}"

@@ -3,7 +3,7 @@
 Both OpenBLAS (NumPy) and libgomp (Numba's parallel loops) keep their idle threads
 spinning after each call by default, so the next call of the *other* library runs with a
 core taken: in a stream mixing NumPy and Numba tasks on 2 cores, Numba kernels took
-twice as long and the whole stream 1.7x (docs/benchmarks.md, section 11). Waiting
+twice as long and the whole stream 2.4x (bench/offload_threads.py, docs/benchmarks.md §11). Waiting
 passively costs a few microseconds per call. These are defaults only (a variable set by
 the user wins), and each takes effect only if set before its library loads: OpenBLAS
 reads its own when NumPy is first imported.
