@@ -38,5 +38,5 @@ step gpugate logs 10
 echo; echo "The offload runtime: each compute call runs where it is expected to finish first."
 export GPUGATE_OFFLOAD_MODEL="$GPUGATE_HOME/offload-model.json"
 step gpugate offload calibrate --quick --kinds sobel,nbody
-step gpugate offload explain sobel 1080
+step gpugate offload explain sobel 240
 echo; echo "Done. State, logs and the SQLite database are in $GPUGATE_HOME."

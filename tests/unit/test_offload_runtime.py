@@ -422,3 +422,27 @@ for _ in range(4):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     saved = json.loads((tmp_path / "m.json").read_text())
     assert len(saved["measurements"]) == 3  # four runs, the first a warm-up
+
+
+def test_a_device_queue_counts_what_waits_and_what_runs_late() -> None:
+    from gpugate.offload.devices import CpuDevice
+    from gpugate.offload.queues import DeviceQueue
+
+    q = DeviceQueue(CpuDevice(), depth=4)
+    started, release = threading.Event(), threading.Event()
+
+    def blocked() -> int:
+        started.set()
+        release.wait(10)
+        return 1
+
+    running = q.submit(blocked, predicted_s=0.001)
+    started.wait(10)
+    waiting = q.submit(lambda: 2, predicted_s=5.0)
+    time.sleep(0.01)  # the first is now past its 1 ms prediction
+    backlog = q.backlog_s(time.monotonic())
+    assert 5.0 < backlog < 5.01  # the queued 5 s, plus a tenth of the late one
+    release.set()
+    assert (running.result(10), waiting.result(10)) == (1, 2)
+    assert q.backlog_s(time.monotonic()) == 0.0
+    q.close()

@@ -131,7 +131,7 @@ def cmd_offload_calibrate(args: argparse.Namespace) -> int:
             )
         else:
             print(f"{result.runs} runs in {result.seconds:.1f} s; the model is in {where}")
-            print(_show_text(runtime, sweeps, dtypes))
+            print(_show_text(runtime, sweeps, dtypes, quick=args.quick))
     finally:
         runtime.close()
     return 0
@@ -191,9 +191,12 @@ def _show_data(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _show_text(runtime: Runtime, sweeps: list[Sweep], dtypes: list[str]) -> str:
-    """Per task and dtype: the predicted time of each variant at each calibration size on
-    an idle machine, with the one that would be chosen marked."""
+def _show_text(
+    runtime: Runtime, sweeps: list[Sweep], dtypes: list[str], quick: bool = False
+) -> str:
+    """Per task and dtype: the predicted time of each variant at each calibration size
+    (``quick``: the quick calibration's) on an idle machine, the one that would be
+    chosen marked."""
     from gpugate.offload.builtin import DTYPES
     from gpugate.offload.explain import format_seconds
     from gpugate.offload.state import idle_state
@@ -202,7 +205,7 @@ def _show_text(runtime: Runtime, sweeps: list[Sweep], dtypes: list[str]) -> str:
     for sweep in sweeps:
         for dtype in dtypes:
             lines.append(f"\n{sweep.task.kind} ({dtype}), predicted on an idle machine:")
-            for size in sweep.sizes:
+            for size in sweep.quick_sizes if quick else sweep.sizes:
                 args = sweep.inputs(size, DTYPES[dtype])
                 exp = runtime.explain_in(sweep.task, args, {}, idle_state())
                 cells = [

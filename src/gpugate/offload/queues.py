@@ -37,12 +37,18 @@ class DeviceQueue:
         self._queued_s = 0.0
         self._running_until = 0.0  # monotonic time the running task is predicted to end
         self._running_since: float | None = None
+        self._running_predicted = 0.0
         self._busy: deque[tuple[float, float]] = deque(maxlen=4096)
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def backlog_s(self, now: float) -> float:
-        return self._queued_s + max(self._running_until - now, 0.0)
+        """Predicted seconds until the device is free. A running task already past its
+        prediction still counts a tenth of it: it is late, not done."""
+        running = 0.0
+        if self._running_since is not None:
+            running = max(self._running_until - now, 0.1 * self._running_predicted)
+        return self._queued_s + running
 
     def busy_pct(self, now: float | None = None) -> float:
         """Share of the last second this device spent running our tasks, in percent."""
@@ -106,8 +112,10 @@ class DeviceQueue:
                 future.set_result(result)
 
     def _timed(self, work: Callable[[], Any], predicted_s: float) -> Any:
-        start = self._running_since = time.monotonic()
+        start = time.monotonic()
         self._running_until = start + predicted_s
+        self._running_predicted = predicted_s
+        self._running_since = start
         self._owner = threading.get_ident()
         try:
             return work()
