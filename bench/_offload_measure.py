@@ -38,14 +38,6 @@ def option_label(variant: str, device: str) -> str:
     return variant if device == "cpu" else f"{variant}@{device}"
 
 
-def options_of(runtime: Runtime, kind: str) -> list[tuple[str, str]]:
-    """Every (variant, device) a call of ``kind`` can run as on this runtime."""
-    gpus = list(runtime.gpus)
-    return [
-        (v.name, device) for v in TASKS[kind].variants for device in (gpus if v.on_gpu else ["cpu"])
-    ]
-
-
 def open_runtime(model: Path, policy: Any) -> Runtime:
     """A runtime that starts from the calibrated model and never writes it back."""
     store = ModelStore(model, machine_description(CpuDevice().label), read_only=True)
@@ -81,7 +73,7 @@ def measure_table(runtime: Runtime, inputs: Inputs, repeats: int, seed: int) -> 
     runtime.trace = []
     for done, (kind, size) in enumerate(order, 1):
         cell = cells[kind, size] = Cell(kind, size)
-        options = options_of(runtime, kind)
+        options = runtime.placements(TASKS[kind])
         for variant, device in options:  # warm-up: fresh pages, caches, thread pools
             run_option(runtime, kind, inputs[kind, size], variant, device)
         for r in range(repeats):

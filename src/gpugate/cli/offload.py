@@ -13,13 +13,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gpugate.cli.errors import EXIT_USAGE, CliError
+from gpugate.cli.progress import StatusLine
 from gpugate.units import format_bytes
 
 if TYPE_CHECKING:
     from gpugate.offload.builtin import Sweep
     from gpugate.offload.runtime import Runtime
-
-PROGRESS_EVERY_S = 0.5
 
 
 def add_offload_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,24 +137,18 @@ def cmd_offload_calibrate(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """One line on stderr (rewritten on a terminal), at most every PROGRESS_EVERY_S."""
+    """Calibration's progress line: which run, of how many, on what."""
 
     def __init__(self) -> None:
-        self.started = self.last = time.monotonic()
-        self.tty = sys.stderr.isatty()
+        self.line = StatusLine(width=100)
 
     def __call__(self, done: int, total: int, what: str) -> None:
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_S:
-            return
-        self.last = now
-        line = f"[{done}/{total}] {what} ({now - self.started:.0f} s)"
-        sys.stderr.write(("\r" + line[:100].ljust(100)) if self.tty else line + "\n")
-        sys.stderr.flush()
+        if self.line.due():
+            text = f"[{done}/{total}] {what} ({self.line.elapsed_s:.0f} s)"
+            self.line.write(text[: self.line.width])
 
     def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
+        self.line.close()
 
 
 # ------------------------------------------------------------------------------- show

@@ -7,16 +7,14 @@ import json
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpugate.cli.errors import EXIT_USAGE, CliError
+from gpugate.cli.progress import StatusLine
 
 if TYPE_CHECKING:
     from gpugate.sim.experiment import Comparison, Experiment
-
-PROGRESS_EVERY_S = 0.5
 
 
 def add_simulation_options(p: argparse.ArgumentParser, size: Any) -> None:
@@ -173,31 +171,23 @@ def _run(args: argparse.Namespace) -> Comparison:
 
 
 class ProgressLine:
-    """One line on stderr, rewritten at most every PROGRESS_EVERY_S: which run, how far."""
+    """The simulator's progress line: which run, how far."""
 
     def __init__(self, runs: int) -> None:
         self.runs = runs
         self.seen: set[tuple[str, int]] = set()
-        self.last = 0.0
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
+        self.line = StatusLine(width=78)
 
     def __call__(self, policy: str, seed: int, done: int, total: int) -> None:
         self.seen.add((policy, seed))
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_S and done < total:
-            return
-        self.last = now
-        line = (
-            f"run {len(self.seen)}/{self.runs}: {policy} seed {seed}: {done}/{total} jobs ended"
-            f" ({now - self.started:.0f} s)"
-        )
-        sys.stderr.write(("\r" + line.ljust(78)) if self.tty else line + "\n")
-        sys.stderr.flush()
+        if self.line.due(final=done >= total):
+            self.line.write(
+                f"run {len(self.seen)}/{self.runs}: {policy} seed {seed}: {done}/{total} jobs"
+                f" ended ({self.line.elapsed_s:.0f} s)"
+            )
 
     def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
+        self.line.close()
 
 
 def summary_table(outcome: Comparison) -> str:

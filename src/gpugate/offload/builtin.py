@@ -17,7 +17,7 @@ import numpy as np
 
 from gpugate.offload.kernels import filters, nbody
 from gpugate.offload.kernels import matmul as mm
-from gpugate.offload.task import OffloadTask, task
+from gpugate.offload.task import Impl, OffloadTask, task
 
 
 # Work functions run on every decision, before any variant: they only read shapes (the
@@ -69,45 +69,38 @@ def _image_bytes(image: Any, *_: Any, **__: Any) -> int:
     return int(image.nbytes)
 
 
-matmul = task(
-    mm.matmul_numpy,
-    kind="matmul",
-    work=_matmul_flops,
-    out_bytes=_matmul_out_bytes,
-    variant="cpu:numpy",
-)
-matmul.cpu("numba")(mm.matmul_numba)
-matmul.gpu(mm.matmul_cupy)
+def _builtin(
+    kind: str, numpy: Impl, numba: Impl, cupy: Impl, work: Callable[..., float], out: Any
+) -> OffloadTask:
+    """A built-in task: its NumPy, Numba-loop and CuPy implementations of one kernel."""
+    made = task(numpy, kind=kind, work=work, out_bytes=out, variant="cpu:numpy")
+    made.cpu("numba")(numba)
+    made.gpu(cupy)
+    return made
 
-gaussian_blur = task(
+
+matmul = _builtin(
+    "matmul", mm.matmul_numpy, mm.matmul_numba, mm.matmul_cupy, _matmul_flops, _matmul_out_bytes
+)
+gaussian_blur = _builtin(
+    "gaussian_blur",
     filters.gaussian_blur_numpy,
-    kind="gaussian_blur",
-    work=_blur_taps,
-    out_bytes=_image_bytes,
-    variant="cpu:numpy",
+    filters.gaussian_blur_numba,
+    filters.gaussian_blur_cupy,
+    _blur_taps,
+    _image_bytes,
 )
-gaussian_blur.cpu("numba")(filters.gaussian_blur_numba)
-gaussian_blur.gpu(filters.gaussian_blur_cupy)
-
-sobel = task(
-    filters.sobel_numpy,
-    kind="sobel",
-    work=_pixels,
-    out_bytes=_image_bytes,
-    variant="cpu:numpy",
+sobel = _builtin(
+    "sobel", filters.sobel_numpy, filters.sobel_numba, filters.sobel_cupy, _pixels, _image_bytes
 )
-sobel.cpu("numba")(filters.sobel_numba)
-sobel.gpu(filters.sobel_cupy)
-
-nbody_step = task(
+nbody_step = _builtin(
+    "nbody",
     nbody.nbody_step_numpy,
-    kind="nbody",
-    work=_pairs,
-    out_bytes=_nbody_out_bytes,
-    variant="cpu:numpy",
+    nbody.nbody_step_numba,
+    nbody.nbody_step_cupy,
+    _pairs,
+    _nbody_out_bytes,
 )
-nbody_step.cpu("numba")(nbody.nbody_step_numba)
-nbody_step.gpu(nbody.nbody_step_cupy)
 
 TASKS: dict[str, OffloadTask] = {t.kind: t for t in (matmul, gaussian_blur, sobel, nbody_step)}
 

@@ -81,7 +81,7 @@ def plan(
         for s in sweeps
         for size in (s.quick_sizes if quick else s.sizes)
         for dt in dtypes
-        for variant, device in _options(runtime, s)
+        for variant, device in runtime.placements(s.task)
     ]
 
 
@@ -107,8 +107,11 @@ def calibrate(
     conditions = conditions or phases([os.cpu_count() or 1], None)
     runs = plan(runtime, sweeps, quick, dtypes)
     total = sum(len([r for r in runs if phase.wants(r)]) for phase in conditions) * repeats
-    inputs = {(r.sweep.task.kind, r.size, r.dtype): r for r in runs}
-    args = {key: r.sweep.inputs(r.size, DTYPES[r.dtype]) for key, r in inputs.items()}
+    args: dict[tuple[str, int, str], Any] = {}
+    for r in runs:  # each size's inputs once, shared by its variants
+        key = (r.sweep.task.kind, r.size, r.dtype)
+        if key not in args:
+            args[key] = r.sweep.inputs(r.size, DTYPES[r.dtype])
     rng = random.Random(seed)
     result = CalibrationResult()
     started = time.perf_counter()
@@ -132,12 +135,3 @@ def calibrate(
 def _run(runtime: Runtime, run: Run, args: dict[tuple[str, int, str], Any], learn: bool) -> None:
     call_args = args[run.sweep.task.kind, run.size, run.dtype]
     runtime.run_variant(run.sweep.task, run.variant, call_args, {}, device=run.device, learn=learn)
-
-
-def _options(runtime: Runtime, sweep: Sweep) -> list[tuple[str, str]]:
-    devices = [g.name for g in runtime.gpus.values()]
-    pairs = []
-    for variant in sweep.task.variants:
-        for device in devices if variant.on_gpu else ["cpu"]:
-            pairs.append((variant.name, device))
-    return pairs

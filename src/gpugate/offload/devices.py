@@ -48,24 +48,9 @@ class Device(Protocol):
         ...
 
 
-class CpuDevice:
-    name = "cpu"
-    is_gpu = False
-    index = 0
-    uuid: str | None = None
-
-    def __init__(self) -> None:
-        self.label = f"{cpu_model()} x{os.cpu_count() or 1}"
-
-    def holds(self, value: object) -> bool:
-        # subclasses too (memmap, ...), but not a simulated GPU's arrays
-        return isinstance(value, np.ndarray) and not isinstance(value, SimulatedGpuArray)
-
-    def to_device(self, value: Any) -> Any:
-        return value
-
-    def to_host(self, value: Any) -> Any:
-        return value
+class _NothingToWaitFor:
+    """Devices that compute in host memory: nothing to synchronize or make current, and
+    no allocator pool of their own."""
 
     def synchronize(self) -> None:
         pass
@@ -75,6 +60,25 @@ class CpuDevice:
 
     def pooled_free_bytes(self) -> int:
         return 0
+
+
+class CpuDevice(_NothingToWaitFor):
+    name = "cpu"
+    is_gpu = False
+    index = 0
+    uuid: str | None = None
+
+    def __init__(self) -> None:
+        self.label = f"{cpu_model()} x{os.cpu_count() or 1}"
+
+    def holds(self, value: object) -> bool:
+        return isinstance(value, np.ndarray)  # subclasses too (memmap, ...)
+
+    def to_device(self, value: Any) -> Any:
+        return value
+
+    def to_host(self, value: Any) -> Any:
+        return value
 
 
 def cpu_model() -> str:
@@ -171,7 +175,7 @@ class SimulatedGpuArray(np.ndarray):
 
 
 @dataclass
-class SimulatedGpu:
+class SimulatedGpu(_NothingToWaitFor):
     """A GPU for machines without one (tests, trying the API). Variants given to it run
     on the host; only data movement is modelled, at ``link_bytes_per_s`` plus
     ``link_latency_s`` per transfer. ``uuid`` defaults to the simulated monitor's, so a
@@ -204,12 +208,3 @@ class SimulatedGpu:
 
     def _move(self, value: Any) -> None:
         time.sleep(self.link_latency_s + int(getattr(value, "nbytes", 0)) / self.link_bytes_per_s)
-
-    def synchronize(self) -> None:
-        pass
-
-    def active(self) -> contextlib.AbstractContextManager[object]:
-        return contextlib.nullcontext()
-
-    def pooled_free_bytes(self) -> int:
-        return 0

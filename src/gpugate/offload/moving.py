@@ -24,15 +24,24 @@ class Mover:
         self.gpus = tuple(gpus)
         self._by_name: Mapping[str, Device] = {g.name: g for g in gpus}
 
-    def bring(self, value: Any, device: Device, moves: list[Move]) -> Any:
-        """``value`` in ``device``'s memory, if it is an array living elsewhere."""
-        if not hasattr(value, "nbytes") or device.holds(value):
-            return value
+    def where(self, value: Any) -> Device | None:
+        """The device whose memory holds ``value``: a GPU that claims it (its arrays may
+        look like host arrays, as a simulated GPU's do), else the host for any array."""
+        if not hasattr(value, "nbytes"):
+            return None
         for gpu in self.gpus:
             if gpu.holds(value):
-                value = timed_move(gpu, "d2h", value, moves)
-                break
-        if device.is_gpu and self.cpu.holds(value):
+                return gpu
+        return self.cpu if self.cpu.holds(value) else None
+
+    def bring(self, value: Any, device: Device, moves: list[Move]) -> Any:
+        """``value`` in ``device``'s memory, if it is an array living elsewhere."""
+        here = self.where(value)
+        if here is None or here is device:
+            return value
+        if here.is_gpu:
+            value = timed_move(here, "d2h", value, moves)
+        if device.is_gpu:
             value = timed_move(device, "h2d", value, moves)
         return value
 
@@ -45,7 +54,7 @@ class Mover:
         if device.is_gpu and device.holds(result):
             result = timed_move(device, "d2h", result, moves)
         target = self._by_name.get(home)
-        if target is not None and self.cpu.holds(result):
+        if target is not None and self.where(result) is self.cpu:
             result = timed_move(target, "h2d", result, moves)
         return result
 

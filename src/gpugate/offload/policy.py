@@ -117,7 +117,9 @@ def estimate(
 ) -> Estimate:
     model = book.model(option_key(call, option))
     mean, var = model.predict_at(decades(call.work), option.contention)
-    return Estimate(Prediction(mean, var, model.observations), transfer_s(book, call, option, gpus))
+    return Estimate(
+        Prediction(mean, var, model.observations), predicted_transfer_s(book, call, option, gpus)
+    )
 
 
 _KEYS: dict[tuple[str, str, str, str], str] = {}
@@ -134,7 +136,7 @@ def option_key(call: CallFeatures, option: Option) -> str:
     return key
 
 
-def transfer_s(
+def predicted_transfer_s(
     book: ModelBook,
     call: CallFeatures,
     option: Option,
@@ -209,7 +211,9 @@ class LearnedChooser:
             finish = (
                 option.backlog_s
                 + math.exp(log_mean)
-                + transfer_s(self.book, call, option, self.gpus, self.rng if drawn else None)
+                + predicted_transfer_s(
+                    self.book, call, option, self.gpus, self.rng if drawn else None
+                )
             )
             if finish < best_finish:
                 best, best_finish, explored = i, finish, drawn

@@ -29,7 +29,6 @@ class QueueClosed(RuntimeError):
 class DeviceQueue:
     def __init__(self, device: Device, depth: int) -> None:
         self.device = device
-        self.depth = depth
         self.running = threading.Lock()  # held while a task runs on the device
         self._owner: int | None = None  # the thread running a task on the device
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=depth)

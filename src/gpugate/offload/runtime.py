@@ -217,6 +217,14 @@ class Runtime:
                 options.append(self._gpu_option(variant, gpu, call, state, now))
         return tuple(options)
 
+    def placements(self, task: OffloadTask) -> list[tuple[str, str]]:
+        """Every (variant, device name) a call of ``task`` can run as here."""
+        return [
+            (v.name, d.name)
+            for v in task.variants
+            for d in (self._gpu_list if v.on_gpu else [self.cpu])
+        ]
+
     def _gpu_option(
         self, variant: Variant, gpu: Device, call: CallFeatures, state: SystemState, now: float
     ) -> Option:

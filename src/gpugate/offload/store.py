@@ -21,7 +21,6 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +86,6 @@ class ModelStore:
             log.warning("offload model %s unreadable (%s); not saving over it", self.path, exc)
             return
         log.warning("offload model %s unreadable (%s); moved to %s", self.path, exc, aside)
-
-    def save(self, book: ModelBook, history: Iterable[Measurement]) -> None:
-        self.save_snapshot(book.to_dict(), list(history))
 
     def save_snapshot(self, models: dict[str, Any], history: list[Measurement]) -> None:
         """Write ``models`` (``ModelBook.to_dict()``) and ``history``, atomically."""
