@@ -246,8 +246,15 @@ def score(runs: Sequence[StreamRun], cells: dict[Call, Cell]) -> dict[str, Any]:
     }
 
 
-def decision_cost(model: Path, stream: Sequence[Call], inputs: Inputs, n: int) -> dict[str, float]:
-    """``decide`` alone, in this process, with the learned policy: n decisions."""
+def decision_cost(
+    model: Path, stream: Sequence[Call], inputs: Inputs, n: int, sweep_bytes: int = 0
+) -> dict[str, float]:
+    """``decide`` alone, in this process, with the learned policy: n decisions. With
+    ``sweep_bytes``, a buffer that large is written between decisions, evicting the CPU
+    caches as a kernel's data does (what a decision costs inside a stream)."""
+    import numpy as np
+
+    buffer = np.ones(max(sweep_bytes // 8, 1))
     runtime = open_runtime(model, "learned")
     try:
         calls = [(TASKS[k], inputs[k, s]) for k, s in stream]
@@ -256,11 +263,14 @@ def decision_cost(model: Path, stream: Sequence[Call], inputs: Inputs, n: int) -
         took = []
         for i in range(n):
             task, args = calls[i % len(calls)]
+            if sweep_bytes:
+                buffer += 1.0
             took.append(runtime.decide(task, args, {}).decide_ns / 1000)
     finally:
         runtime.close()
     return {
         "n": n,
+        "sweep_bytes": sweep_bytes,
         "p50_us": percentile(took, 50),
         "p99_us": percentile(took, 99),
         "p999_us": percentile(took, 99.9),

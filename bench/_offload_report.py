@@ -88,11 +88,14 @@ def print_results(name: str, scenario: dict[str, Any], has_gpu: bool) -> None:
             rows,
         )
     )
-    d = scenario["decisions"]
-    print(
-        f"decide() alone, learned policy, {d['n']} calls: p50 {d['p50_us']:.1f} us, "
-        f"p99 {d['p99_us']:.1f} us, p99.9 {d['p999_us']:.1f} us, max {d['max_us']:.0f} us"
-    )
+    for label, key in (("", "decisions"), (" with caches flushed", "decisions_cold")):
+        d = scenario[key]
+        swept = f" ({d['sweep_bytes'] >> 20} MiB swept between calls)" if d["sweep_bytes"] else ""
+        print(
+            f"decide() alone{label}, learned policy, {d['n']} calls{swept}: p50"
+            f" {d['p50_us']:.1f} us, p99 {d['p99_us']:.1f} us, p99.9 {d['p999_us']:.1f} us,"
+            f" max {d['max_us']:.0f} us"
+        )
     learned = results["learned"]
     print(f"learned: {learned['explored']} of {learned['calls']} decisions were exploration draws")
 
@@ -275,6 +278,7 @@ def scenario_json(s: dict[str, Any]) -> dict[str, Any]:
         "stream_calls": s["stream_calls"],
         "policies": s["policies"],
         "decisions": s["decisions"],
+        "decisions_cold": s["decisions_cold"],
         "utilization": {label: [run.util for run in runs] for label, runs in s["runs"].items()},
         "records": records,
     }

@@ -77,6 +77,7 @@ from gpugate.offload.policy import LearnedChooser
 from gpugate.offload.runtime import Runtime
 from gpugate.offload.store import ModelStore, machine_description
 
+COLD_SWEEP_BYTES = 64 << 20  # written between decisions: caches as cold as after a kernel
 # Benchmark sizes (matrix side, image height with width h*16//9, bodies): not calibration's.
 SIZES = {
     "matmul": (32, 64, 128, 256, 512, 1024),
@@ -195,6 +196,9 @@ def run_scenario(
         "policies": results,
         "runs": runs,
         "decisions": decision_cost(model, stream, inputs, args.decisions),
+        "decisions_cold": decision_cost(
+            model, stream, inputs, max(args.decisions // 10, 100), sweep_bytes=COLD_SWEEP_BYTES
+        ),
     }
 
 
