@@ -337,3 +337,16 @@ def test_the_audit_log_rotates_instead_of_filling_the_disk(
     assert (tmp_path / "audit.log").stat().st_size < 700
     assert (tmp_path / "audit.log.1").exists()
     assert not (tmp_path / "audit.log.2").exists()  # one old file kept, no more
+
+
+def test_a_snapshot_older_than_the_last_observed_is_dropped(rig) -> None:  # type: ignore[no-untyped-def]
+    """A monitor read finishing late (it ran in a thread) must not bring back an old view."""
+    engine, _, _, monitor, _ = rig
+    monitor.processes = (GpuProcess(4242, 6 * GiB, 55.0),)
+    newer = replace(monitor.snapshot(), taken_at=20.0)
+    monitor.processes = ()
+    older = replace(monitor.snapshot(), taken_at=10.0)
+    engine.observe(newer)
+    engine.observe(older)
+    assert engine.snapshot is newer
+    assert [at for at, _, _ in engine.timeline.series(UUID, 3600, 30.0)] == [0.0, 20.0]

@@ -67,6 +67,7 @@ class Engine:
         self.track_dependencies(self.active.values())
         self.reasons: dict[int, str] = {}  # why each waiting job waits (last pass)
         self.snapshot = MachineSnapshot(monitor.backend, clock(), ())
+        self._observed_at: float | None = None  # when the newest observed snapshot was taken
         self.windows: dict[str, UtilWindow] = {}
         self.usage: dict[int, dict[str, JobUsage]] = {}
         self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
@@ -97,7 +98,14 @@ class Engine:
 
     # -------------------------------------------------------------------- observe
     def observe(self, snap: MachineSnapshot) -> None:
-        """Take a monitor snapshot: smooth utilization, attribute processes to jobs."""
+        """Take a monitor snapshot: smooth utilization, attribute processes to jobs.
+
+        A snapshot older than the last one taken is dropped: the monitor loop reads in a
+        thread, and a read it started can finish after a newer one (``sim load`` reads at
+        once), which would put the old view back and the charts' points out of order."""
+        if self._observed_at is not None and snap.taken_at < self._observed_at:
+            return
+        self._observed_at = snap.taken_at
         self.snapshot = snap
         self.timeline.add(snap)
         for gpu in snap.gpus:
