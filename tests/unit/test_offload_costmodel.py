@@ -8,7 +8,13 @@ import random
 
 import pytest
 
-from gpugate.offload.costmodel import LogLinearModel, ModelBook, cpu_contention, features
+from gpugate.offload.costmodel import (
+    LogLinearModel,
+    ModelBook,
+    cpu_contention,
+    features,
+    merge,
+)
 from gpugate.offload.policy import (
     HistoryChooser,
     LearnedChooser,
@@ -173,6 +179,85 @@ def test_a_malformed_model_is_refused(broken: dict[str, object]) -> None:
     data = LogLinearModel().to_dict() | broken
     with pytest.raises(ValueError):
         LogLinearModel.from_dict(data)
+
+
+# ---------------------------------------------- several processes, one model file
+KEY = compute_key("synthetic", "cpu", "float32", "")
+
+
+def feed(book: ModelBook, works: list[float], key: str = KEY) -> None:
+    """Runs on an exact power law (nothing is clipped as an outlier, so the order in
+    which runs arrive is all that differs between one model and merged ones)."""
+    for work in works:
+        book.observe(key, work, 0.0, 2e-9 * work**1.1)
+
+
+def save(book: ModelBook, file: dict[str, object]) -> dict[str, object]:
+    """What a process's save does to the file (as JSON), and to the process's book."""
+    at = book.sync_point()
+    merged = merge(ModelBook.from_dict(file), at)
+    book.rebase(merged, at)
+    return json.loads(json.dumps({key: m.to_dict() for key, m in merged.items()}))
+
+
+def assert_same_models(a: ModelBook, b: ModelBook) -> None:
+    assert a.models.keys() == b.models.keys()
+    for key, model in a.models.items():
+        other = b.models[key]
+        assert model.observations == other.observations
+        assert model.stats() == pytest.approx(other.stats(), rel=1e-9, abs=1e-9)
+        for work in (1e3, 1e6, 1e9):
+            assert a.predict(key, work).log_mean == pytest.approx(b.predict(key, work).log_mean)
+
+
+def test_two_processes_saving_into_one_file_keep_both_their_runs() -> None:
+    first_runs, second_runs = [1e4, 1e5, 1e6] * 10, [1e7, 3e7, 1e8] * 10
+    file = save(feed_new([1e5] * 5), {})  # what a calibration left
+    one, two = ModelBook.from_dict(file), ModelBook.from_dict(file)
+    feed(one, first_runs)
+    feed(two, second_runs)
+    file = save(one, file)
+    file = save(two, file)  # last, but it does not overwrite the first's runs
+    alone = feed_new([1e5] * 5 + first_runs + second_runs)  # one process saw everything
+    assert_same_models(ModelBook.from_dict(file), alone)
+    assert_same_models(two, alone)  # and the saver learned the other's runs
+    file = save(one, file)  # nothing new from the first: the file stays
+    assert_same_models(ModelBook.from_dict(file), alone)
+    assert_same_models(one, alone)
+
+
+def feed_new(works: list[float]) -> ModelBook:
+    book = ModelBook()
+    feed(book, works)
+    return book
+
+
+def test_runs_learned_while_a_save_is_written_go_in_the_next_save() -> None:
+    book = feed_new([1e5, 1e6] * 5)
+    at = book.sync_point()
+    written = merge(ModelBook(), at)
+    feed(book, [1e7] * 4)  # while the file was being written
+    book.rebase(written, at)
+    assert_same_models(book, feed_new([1e5, 1e6] * 5 + [1e7] * 4))
+    file = save(book, {key: m.to_dict() for key, m in written.items()})
+    assert_same_models(ModelBook.from_dict(file), feed_new([1e5, 1e6] * 5 + [1e7] * 4))
+
+
+def test_a_model_only_another_process_learned_is_taken_up_at_the_next_save() -> None:
+    other_key = compute_key("synthetic", "cpu:numba", "float32", "")
+    mine, theirs = ModelBook(), ModelBook()
+    feed(mine, [1e5] * 3)
+    feed(theirs, [1e6] * 4, key=other_key)
+    file = save(mine, save(theirs, {}))
+    assert mine.models[other_key].observations == 4
+    assert_same_models(ModelBook.from_dict(file), mine)
+
+
+def test_after_a_reset_a_running_process_saves_only_what_it_learned_since() -> None:
+    book = ModelBook.from_dict(save(feed_new([1e5] * 20), {}))
+    feed(book, [1e6] * 3)
+    file = save(book, {})  # the file was deleted (gpugate offload reset)
+    assert ModelBook.from_dict(file).models[KEY].observations == 3
 
 
 # --------------------------------------------------------------------------- baselines

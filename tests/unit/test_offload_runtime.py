@@ -232,6 +232,52 @@ def test_what_was_learned_is_saved_and_loaded(tmp_path: Path, gpu: SimulatedGpu)
     again.close()
 
 
+def test_two_runtimes_learning_into_one_file_both_count(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    first = Runtime(gpus=[], state=idle_state(2), store=ModelStore(path, "m"), policy="cpu")
+    second = Runtime(gpus=[], state=idle_state(2), store=ModelStore(path, "m"), policy="cpu")
+    for _ in range(4):
+        first.run(make_task(), (np.ones(50),), {})
+    for _ in range(6):
+        second.run(make_task(), (np.ones(5000),), {})
+    first.close()
+    second.close()  # saved last: the first's runs stay in the file all the same
+    key = compute_key("scale", "cpu", "float64", "")
+    again = Runtime(gpus=[], state=idle_state(2), store=ModelStore(path, "m"))
+    assert again.book.models[key].observations == 3 + 5  # each process's first is a warm-up
+    assert sorted(m.work for m in again.history) == [50.0] * 3 + [5000.0] * 5
+    assert second.book.models[key].observations == 8  # the last saver took up the first's
+    again.close()
+
+
+def test_processes_saving_into_one_file_at_once_lose_no_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.json"
+    script = f"""
+import sys, time
+import numpy as np
+from gpugate.offload import Runtime, learning, task
+from gpugate.offload.state import idle_state
+from gpugate.offload.store import ModelStore
+learning.SAVE_EVERY_S = 0.002  # save nearly all the time, into the same file as the others
+rt = Runtime(gpus=[], state=idle_state(2), store=ModelStore(__import__("pathlib").Path({str(path)!r}), "m"), policy="cpu")
+scale = task(lambda x: x * 2, kind="scale")
+for _ in range(int(sys.argv[1])):
+    rt.run(scale, (np.ones(10),), {{}})
+    time.sleep(0.001)
+rt.close()
+"""
+    runs = [150, 200, 250]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)]) for n in runs]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    saved = json.loads(path.read_text())
+    key = compute_key("scale", "cpu", "float64", "")
+    assert saved["models"][key]["observations"] == sum(n - 1 for n in runs)
+    assert len(saved["measurements"]) == sum(n - 1 for n in runs)
+
+
 def test_an_unreadable_model_file_is_kept_aside_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "model.json"
     path.write_text("{not json")

@@ -20,6 +20,13 @@ seen a loaded machine still predicts that load slows it down, and the prior's pu
 vanishes as data arrives. Prediction returns the mean of ``ln(seconds)`` and its variance
 (parameter uncertainty only), which the chooser uses to explore while it is unsure.
 
+Several processes on one machine learn into one model file. Each model remembers the
+statistics it last read or wrote (``synced``) and how many updates it has forgotten
+through since, so what it learned itself is ``stats - FORGET**k * synced``; a save adds
+that to the file's current statistics (forgotten by the same k), so every process's
+runs count and none overwrites another's (``ModelBook.sync_point``, ``merge``,
+``ModelBook.rebase``).
+
 Prediction is plain Python on five numbers: a decision among three variants costs a few
 microseconds (a scikit-learn ``predict()`` on one row costs hundreds).
 """
@@ -121,6 +128,11 @@ class LogLinearModel:
     observations: int = 0
     last_seen: int = 0  # the book's clock at the last update (see ModelBook.clock)
     stale: bool = False  # updated since the last solve
+    # The statistics as last read from or written to the model file (None: never), and
+    # the updates since: what this process learned itself (see ``own_stats``).
+    synced: tuple[float, ...] | None = None
+    synced_observations: int = 0
+    updates_since_sync: int = 0
     prior_mean: tuple[float, ...] = PRIOR_MEAN
     weights: tuple[float, ...] = PRIOR_MEAN
     inverse: tuple[tuple[float, ...], ...] = field(
@@ -183,6 +195,7 @@ class LogLinearModel:
             for j in range(N_FEATURES):
                 row[j] = FORGET * row[j] + x[i] * x[j]
         self.observations += 1
+        self.updates_since_sync += 1
         # Re-solving costs ~20 us, most of a call's overhead; once a model has seen a few
         # dozen runs, one more barely moves it, so it is re-solved every few runs.
         self.stale = True
@@ -217,6 +230,30 @@ class LogLinearModel:
         dof = max(self.weight_sum - FITTED_DOF, 0.0)
         noise = (max(sse, 0.0) + NOISE_PRIOR_WEIGHT * PRIOR_NOISE_VAR) / (dof + NOISE_PRIOR_WEIGHT)
         return max(noise, 1e-6)
+
+    # ------------------------------------------------------------------- merging
+    def stats(self) -> tuple[float, ...]:
+        """The sufficient statistics, flat: gram (row by row), moment, sum of y**2 and
+        the forgotten count; what adds up when processes merge what they learned."""
+        return (
+            *(v for row in self.gram for v in row),
+            *self.moment,
+            self.square_sum,
+            self.weight_sum,
+        )
+
+    def set_stats(self, stats: Sequence[float]) -> None:
+        n = N_FEATURES
+        self.gram = [list(stats[i * n : (i + 1) * n]) for i in range(n)]
+        self.moment = list(stats[n * n : n * n + n])
+        self.square_sum, self.weight_sum = stats[-2], stats[-1]
+        self._solve()
+
+    def mark_synced(self) -> None:
+        """What this model holds now is what the file holds."""
+        self.synced = self.stats()
+        self.synced_observations = self.observations
+        self.updates_since_sync = 0
 
     def to_dict(self) -> dict[str, Any]:
         if self.stale:  # so that a model read back predicts exactly as this one
@@ -258,6 +295,7 @@ class LogLinearModel:
         ):
             raise ValueError("not finite")
         model._solve()
+        model.mark_synced()
         return model
 
 
@@ -267,6 +305,69 @@ def new_model(key: str) -> LogLinearModel:
         model = LogLinearModel(prior_mean=TRANSFER_PRIOR_MEAN, weights=TRANSFER_PRIOR_MEAN)
         return model
     return LogLinearModel()
+
+
+_NO_STATS = (0.0,) * (N_FEATURES * N_FEATURES + N_FEATURES + 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One model as a save began: its statistics and observations, the updates since its
+    last sync, and that sync's statistics."""
+
+    stats: tuple[float, ...]
+    observations: int
+    updates: int
+    synced: tuple[float, ...]
+    synced_observations: int
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, model: LogLinearModel) -> Held:
+        return cls(
+            model.stats(),
+            model.observations,
+            model.updates_since_sync,
+            model.synced or _NO_STATS,
+            model.synced_observations,
+            model.low,
+            model.high,
+        )
+
+    @classmethod
+    def empty(cls) -> Held:
+        return cls(_NO_STATS, 0, 0, _NO_STATS, 0, math.inf, -math.inf)
+
+    def own_stats(self) -> list[float]:
+        """What this process learned since its last sync: its statistics less the synced
+        ones, forgotten through the updates since."""
+        kept = FORGET**self.updates
+        return [s - kept * b for s, b in zip(self.stats, self.synced, strict=True)]
+
+
+def merge(on_disk: ModelBook, at: Mapping[str, Held]) -> dict[str, LogLinearModel]:
+    """What the model file should now hold: its current models (``on_disk``, which other
+    processes may have saved into since this one last read it) with what this process
+    learned since (``at``) added, as if those runs had come after theirs. A key this
+    process did not change is the file's as it is; one the file lacks (never saved, or
+    reset) is this process's own learning."""
+    merged = dict(on_disk.models)
+    for key, held in at.items():
+        if held.updates == 0:
+            continue  # nothing learned here since the last sync: the file's is current
+        disk = on_disk.models.get(key)
+        kept = FORGET**held.updates
+        base = disk.stats() if disk is not None else _NO_STATS
+        model = new_model(key)
+        model.observations = held.observations - held.synced_observations
+        model.low, model.high = held.low, held.high
+        if disk is not None:
+            model.observations += disk.observations
+            model.low, model.high = min(model.low, disk.low), max(model.high, disk.high)
+        model.set_stats([kept * b + own for b, own in zip(base, held.own_stats(), strict=True)])
+        merged[key] = model
+    return merged
 
 
 def _zeros(rows: int, cols: int) -> list[list[float]]:
@@ -302,6 +403,38 @@ class ModelBook:
 
     def to_dict(self) -> dict[str, Any]:
         return {key: model.to_dict() for key, model in sorted(self.models.items())}
+
+    def sync_point(self) -> dict[str, Held]:
+        """Every model as a save begins (cheap copies: taken under the learner's lock)."""
+        return {key: Held.of(model) for key, model in self.models.items()}
+
+    def rebase(self, written: Mapping[str, LogLinearModel], at: Mapping[str, Held]) -> None:
+        """Adopt ``written`` (``merge``'s result, now in the file) as every model's synced
+        statistics, keeping what was learned here since ``at`` on top of it."""
+        for key, merged in written.items():
+            model = self.models.get(key)
+            if model is None:  # learned by another process only
+                model = self.models[key] = new_model(key)
+            held = at.get(key) or Held.empty()
+            since = model.updates_since_sync - held.updates  # updates while the save ran
+            written_stats = merged.stats()
+            if since == 0 and held.updates == 0 and written_stats == model.synced:
+                continue  # nobody learned anything about it
+            kept = FORGET**since
+            now = model.stats()
+            model.set_stats(
+                [
+                    kept * m + (n - kept * h)
+                    for m, n, h in zip(written_stats, now, held.stats, strict=True)
+                ]
+            )
+            if merged.observations > held.observations:  # others' runs: fresh news
+                model.last_seen = self.clock
+            model.observations = merged.observations + (model.observations - held.observations)
+            model.low, model.high = min(model.low, merged.low), max(model.high, merged.high)
+            model.synced = written_stats
+            model.synced_observations = merged.observations
+            model.updates_since_sync = since
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelBook:

@@ -1,6 +1,9 @@
 """What the runtime learns from each run, and keeping it: the cost models, the
 measurements the baselines are fitted on, and the model file, saved in the background.
 
+A save merges into the file what other processes saved since (``costmodel.merge``): each
+process's runs count, and each learns from the others' at its next save.
+
 A save never fails a task: a full disk or a read-only home is logged once and retried
 later. The first run of a variant (per dtype and device) in a process is not learned
 from: it pays Numba's JIT compilation and CUDA's start-up.
@@ -13,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from gpugate.offload.costmodel import ModelBook
+from gpugate.offload.costmodel import ModelBook, merge
 from gpugate.offload.moving import Move
 from gpugate.offload.policy import Measurement, Option, compute_key, transfer_key
 from gpugate.offload.store import ModelStore
@@ -33,6 +36,8 @@ class Learner:
         self.history: deque[Measurement] = deque(history, maxlen=HISTORY_MAX)
         self.on_measurement = on_measurement
         self.lock = threading.RLock()
+        self._save_lock = threading.Lock()  # one save at a time: each rebases on the last
+        self._unsaved = 0  # measurements at the end of history not yet in the file
         self._warm: set[tuple[str, ...]] = set()
         self._dirty = False
         self._save_failed = False
@@ -69,6 +74,7 @@ class Learner:
                 sum(move.seconds for move in moves),
             )
             self.history.append(m)
+            self._unsaved = min(self._unsaved + 1, HISTORY_MAX)
             self.on_measurement(m)
             self._dirty = True
         self._start_saver()
@@ -90,15 +96,13 @@ class Learner:
                 self.save(quiet=True)
 
     def save(self, quiet: bool = False) -> None:
-        """Write the model file. ``quiet``: log a failure (once) instead of raising."""
-        if self.store is None:
+        """Merge what was learned into the model file. ``quiet``: log a failure (once)
+        instead of raising."""
+        if self.store is None or self.store.read_only:
             return
-        with self.lock:  # a consistent snapshot; the writing happens outside the lock
-            models = self.book.to_dict()
-            history = list(self.history)
-            self._dirty = False
         try:
-            self.store.save_snapshot(models, history)
+            with self._save_lock:
+                self._merge_into_file(self.store)
             self._save_failed = False
         except OSError as exc:
             self._dirty = True
@@ -107,6 +111,28 @@ class Learner:
             if not self._save_failed:
                 log.warning("could not save the offload model to %s: %s", self.store.path, exc)
             self._save_failed = True
+
+    def _merge_into_file(self, store: ModelStore) -> None:
+        """Read the file, add what was learned here since the last save, write the sum,
+        then take the sum as this process's models (others' runs included). The file
+        I/O happens outside ``self.lock``: calls go on learning meanwhile."""
+        with store.locked():
+            on_disk, disk_history = store.load()
+            if store.read_only:  # the file turned out unreadable: leave it alone
+                return
+            with self.lock:
+                at = self.book.sync_point()
+                new = list(self.history)[len(self.history) - self._unsaved :]
+                self._dirty = False
+            models = merge(on_disk, at)
+            history = [*disk_history, *new][-HISTORY_MAX:]
+            store.save_snapshot({key: models[key].to_dict() for key in sorted(models)}, history)
+        with self.lock:
+            self.book.rebase(models, at)
+            later = self._unsaved - len(new)  # learned while the file was written
+            recent = list(self.history)[len(self.history) - later :] if later else []
+            self.history = deque([*history, *recent], maxlen=HISTORY_MAX)
+            self._unsaved = later
 
     def close(self) -> None:
         self._stop.set()

@@ -8,11 +8,17 @@ property of the hardware; GPU models inside it are keyed by the GPU's model name
 Written atomically (a temporary file renamed over the old one), so a crash never leaves
 half a file. A file that cannot be read is moved aside (``.unreadable-<time>``) with a
 warning, never overwritten: nothing learned is lost to a bug or a bad edit.
+
+Several processes may learn into the same file: a save reads the file, adds what this
+process learned since it last read or wrote it (``costmodel.merge``) and writes the
+sum, holding an advisory lock on the file's directory (``ModelStore.locked``) so that
+two saves do not interleave.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,6 +27,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +93,24 @@ class ModelStore:
             log.warning("offload model %s unreadable (%s); not saving over it", self.path, exc)
             return
         log.warning("offload model %s unreadable (%s); moved to %s", self.path, exc, aside)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock of the model file's directory (``flock``): one read-merge-write
+        at a time among the processes of this machine. Where the lock cannot be taken
+        (a file system without ``flock``), the save goes on unlocked."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        try:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def save_snapshot(self, models: dict[str, Any], history: list[Measurement]) -> None:
         """Write ``models`` (``ModelBook.to_dict()``) and ``history``, atomically."""
