@@ -61,6 +61,30 @@ def test_a_gpu_variant_gets_device_arrays_and_the_caller_gets_numpy_back(
     assert type(result) is np.ndarray and result.tolist() == (x * 2).tolist()
 
 
+def test_a_list_of_arrays_is_moved_item_by_item_and_counted(gpu: SimulatedGpu) -> None:
+    seen: list[list[type]] = []
+
+    @task(kind="stack")
+    def stack(frames: list[np.ndarray], scale: float) -> np.ndarray:
+        return np.stack(frames) * scale
+
+    @stack.gpu
+    def _(frames: list[Any], scale: float) -> Any:
+        seen.append([type(f) for f in frames])
+        return np.stack(frames).view(SimulatedGpuArray) * scale
+
+    frames = [np.full(100, float(i)) for i in range(3)]
+    rt = Runtime(gpus=[gpu], state=idle_state(2), store=None, policy="gpu")
+    call = stack.describe((frames, 2.0), {}, [gpu])
+    assert (call.in_bytes, call.work) == (3 * 800, 300.0)
+    result = rt.run(stack, (frames, 2.0), {})
+    ignored = stack.describe(([1.0] * 10, 2.0), {}, [gpu])  # numbers, not arrays
+    rt.close()
+    assert seen == [[SimulatedGpuArray] * 3]
+    assert type(result) is np.ndarray and result.tolist() == (np.stack(frames) * 2).tolist()
+    assert ignored.in_bytes == 0
+
+
 def test_data_already_on_the_gpu_stays_there_and_costs_no_transfer(
     runtime: Runtime, gpu: SimulatedGpu
 ) -> None:

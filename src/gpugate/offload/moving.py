@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from gpugate.offload.devices import Device
 from gpugate.offload.policy import memory_of
+from gpugate.offload.task import holds_arrays
 
 
 class Move(NamedTuple):
@@ -35,7 +36,10 @@ class Mover:
         return self.cpu if self.cpu.holds(value) else None
 
     def bring(self, value: Any, device: Device, moves: list[Move]) -> Any:
-        """``value`` in ``device``'s memory, if it is an array living elsewhere."""
+        """``value`` in ``device``'s memory, if it is an array living elsewhere (or a
+        list or tuple of them)."""
+        if holds_arrays(value):
+            return rebuilt(value, [self.bring(v, device, moves) for v in value])
         here = self.where(value)
         if here is None or here is device:
             return value
@@ -49,14 +53,20 @@ class Mover:
         """The result where the call's inputs lived (``home``): NumPy in, NumPy out."""
         if home == memory_of(device):
             return result
-        if isinstance(result, tuple | list):
-            return type(result)(self.send_home(r, device, home, moves) for r in result)
+        if isinstance(result, list | tuple):
+            return rebuilt(result, [self.send_home(r, device, home, moves) for r in result])
         if device.is_gpu and device.holds(result):
             result = timed_move(device, "d2h", result, moves)
         target = self._by_name.get(home)
         if target is not None and self.where(result) is self.cpu:
             result = timed_move(target, "h2d", result, moves)
         return result
+
+
+def rebuilt(sequence: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """``sequence``'s type holding ``items`` (a NamedTuple is rebuilt by its fields)."""
+    make = getattr(sequence, "_make", None)
+    return make(items) if make is not None else type(sequence)(items)
 
 
 def timed_move(device: Device, direction: str, value: Any, moves: list[Move]) -> Any:

@@ -18,7 +18,7 @@ inputs lived: NumPy in, NumPy out; CuPy in, CuPy out.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
@@ -146,9 +146,9 @@ class OffloadTask:
         self, args: Sequence[Any], kwargs: Mapping[str, Any], gpus: Sequence[Device]
     ) -> CallFeatures:
         """The call's features (see ``CallFeatures``). Cheap: a few attribute reads."""
-        arrays = [a for a in args if hasattr(a, "nbytes")]
+        arrays = _arrays_in(args)
         if kwargs:
-            arrays += [a for a in kwargs.values() if hasattr(a, "nbytes")]
+            arrays += _arrays_in(kwargs.values())
         resident: dict[str, int] = {}
         if gpus:
             for a in arrays:
@@ -176,6 +176,24 @@ class OffloadTask:
             resident=resident,
             home=max(resident, key=resident.__getitem__) if resident else HOST,
         )
+
+
+def _arrays_in(values: Iterable[Any]) -> list[Any]:
+    """The arrays among ``values``, and in the lists and tuples of arrays among them
+    (``stack([a, b, c])``): what is moved to the device that runs the call."""
+    arrays = []
+    for value in values:
+        if hasattr(value, "nbytes"):
+            arrays.append(value)
+        elif holds_arrays(value):
+            arrays += [a for a in value if hasattr(a, "nbytes")]
+    return arrays
+
+
+def holds_arrays(value: Any) -> bool:
+    """A list or tuple of arrays, told by its first item: a long list of numbers is
+    not walked on every call."""
+    return isinstance(value, list | tuple) and len(value) > 0 and hasattr(value[0], "nbytes")
 
 
 _DTYPE_NAMES: dict[Any, str] = {}
