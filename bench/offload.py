@@ -71,7 +71,7 @@ from _offload_report import bars, charts, print_results, print_table, scenario_j
 
 from gpugate.offload.builtin import CALIBRATION, DTYPES, TASKS
 from gpugate.offload.calibrate import calibrate, phases
-from gpugate.offload.devices import CpuDevice
+from gpugate.offload.devices import CpuDevice, find_cuda_devices
 from gpugate.offload.loadgen import cpu_load, gpu_load
 from gpugate.offload.policy import LearnedChooser
 from gpugate.offload.runtime import Runtime
@@ -93,7 +93,8 @@ GPU_DUTY = 0.6
 def run_calibration(model: Path, quick: bool) -> dict[str, Any]:
     store = ModelStore(model, machine_description(CpuDevice().label))
     runtime = Runtime(store=store, state=None)
-    conditions = phases([os.cpu_count() or 1], GPU_DUTY if runtime.gpus else None)
+    busy_gpus = [g.index for g in runtime.gpus.values()]
+    conditions = phases([os.cpu_count() or 1], GPU_DUTY if busy_gpus else None, busy_gpus)
     counter: list[Progress] = []
 
     def report(done: int, total: int, what: str) -> None:
@@ -209,7 +210,7 @@ def condition(name: str) -> Iterator[None]:
         with cpu_load(os.cpu_count() or 1):
             yield
     elif name == "gpu-load":
-        with gpu_load(GPU_DUTY):
+        with gpu_load(GPU_DUTY, [g.index for g in find_cuda_devices()[0]]):
             yield
     else:
         yield

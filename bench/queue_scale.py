@@ -99,6 +99,9 @@ def in_process_pass(db: Path, gpus: str, repeat: int) -> dict[str, Any]:
         def is_alive(self, job: Any) -> bool:
             return True
 
+        def find_orphan(self, job: Any, job_dir: Any) -> None:
+            return None
+
         def collect(self) -> None:
             pass
 

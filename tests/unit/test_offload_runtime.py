@@ -516,3 +516,28 @@ def test_a_device_queue_counts_what_waits_and_what_runs_late() -> None:
     assert (running.result(10), waiting.result(10)) == (1, 2)
     assert q.backlog_s(time.monotonic()) == 0.0
     q.close()
+
+
+def test_the_busy_gpu_phase_loads_every_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpugate.offload import loadgen
+    from gpugate.offload.calibrate import phases
+
+    started: list[list[str]] = []
+
+    class Recorded:
+        def __init__(self, argv: list[str], **_: Any) -> None:
+            started.append(argv)
+
+        def kill(self) -> None:
+            pass
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(loadgen.subprocess, "Popen", Recorded)
+    busy = [p for p in phases([2], 0.6, [0, 1]) if p.measures == "gpu"]
+    assert len(busy) == 1
+    with busy[0].condition():
+        pass
+    assert [(argv[-2], argv[-1]) for argv in started] == [("0.6", "0"), ("0.6", "1")]
+    assert [p.name for p in phases([2], None, [0])] == ["idle", "2 busy CPU processes"]

@@ -100,7 +100,7 @@ def cmd_offload_calibrate(args: argparse.Namespace) -> int:
     try:
         cpu_loads = [] if args.no_load else [runtime.state.current.cpu_count]
         gpu_duty = 0.6 if runtime.gpus and not args.no_load else None
-        conditions = phases(cpu_loads, gpu_duty)
+        conditions = phases(cpu_loads, gpu_duty, [g.index for g in runtime.gpus.values()])
         if not runtime.gpus:
             print(
                 f"no GPU here ({runtime.no_gpu_reason}): calibrating CPU variants", file=sys.stderr

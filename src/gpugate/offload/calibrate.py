@@ -38,7 +38,10 @@ class Phase:
         return self.measures == "all" or (run.device == "cpu") == (self.measures == "cpu")
 
 
-def phases(cpu_loads: Sequence[int], gpu_duty: float | None) -> list[Phase]:
+def phases(
+    cpu_loads: Sequence[int], gpu_duty: float | None, gpus: Sequence[int] = (0,)
+) -> list[Phase]:
+    """Idle, then each CPU load, then (with ``gpu_duty``) every GPU in ``gpus`` busy."""
     from gpugate.offload.loadgen import cpu_load, gpu_load
 
     made = [Phase("idle", contextlib.nullcontext)]
@@ -46,8 +49,8 @@ def phases(cpu_loads: Sequence[int], gpu_duty: float | None) -> list[Phase]:
         if n > 0:
             made.append(Phase(f"{n} busy CPU processes", functools.partial(cpu_load, n), "cpu"))
     if gpu_duty:
-        busy_gpu = functools.partial(gpu_load, gpu_duty)
-        made.append(Phase(f"GPU {gpu_duty:.0%} busy", busy_gpu, "gpu"))
+        busy_gpus = functools.partial(gpu_load, gpu_duty, gpus)
+        made.append(Phase(f"GPUs {gpu_duty:.0%} busy", busy_gpus, "gpu"))
     return made
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 _SPIN = "while True: pass"
 # A CuPy loop that keeps the GPU's SMs busy about `duty` of the time: a matmul burst, then
@@ -17,6 +17,7 @@ _SPIN = "while True: pass"
 _GPU_SPIN = """
 import sys, time, cupy
 duty = float(sys.argv[1])
+cupy.cuda.Device(int(sys.argv[2])).use()
 a = cupy.random.rand(4096, 4096, dtype=cupy.float32)
 while True:
     t = time.perf_counter()
@@ -42,10 +43,14 @@ def cpu_load(processes: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def gpu_load(duty: float) -> Iterator[None]:
-    """A process keeping the GPU busy about ``duty`` (0-1) of the time (needs CuPy)."""
+def gpu_load(duty: float, devices: Sequence[int] = (0,)) -> Iterator[None]:
+    """A process per CUDA device index in ``devices`` keeping it busy about ``duty`` (0-1)
+    of the time (needs CuPy; the indices are as this process's CUDA sees them)."""
     procs = [
-        subprocess.Popen([sys.executable, "-c", _GPU_SPIN, str(duty)], stdin=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-c", _GPU_SPIN, str(duty), str(index)], stdin=subprocess.DEVNULL
+        )
+        for index in devices
     ]
     try:
         yield
