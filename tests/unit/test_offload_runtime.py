@@ -281,12 +281,14 @@ def test_processes_saving_into_one_file_at_once_lose_no_run(tmp_path: Path) -> N
     path = tmp_path / "m.json"
     script = f"""
 import sys, time
+from pathlib import Path
 import numpy as np
 from gpugate.offload import Runtime, learning, task
 from gpugate.offload.state import idle_state
 from gpugate.offload.store import ModelStore
 learning.SAVE_EVERY_S = 0.002  # save nearly all the time, into the same file as the others
-rt = Runtime(gpus=[], state=idle_state(2), store=ModelStore(__import__("pathlib").Path({str(path)!r}), "m"), policy="cpu")
+store = ModelStore(Path({str(path)!r}), "m")
+rt = Runtime(gpus=[], state=idle_state(2), store=store, policy="cpu")
 scale = task(lambda x: x * 2, kind="scale")
 for _ in range(int(sys.argv[1])):
     rt.run(scale, (np.ones(10),), {{}})
