@@ -169,6 +169,27 @@ def test_reset_keeps_the_old_model_aside(
     assert len(list(tmp_path.glob("model.json.reset-*"))) == 1
 
 
+def test_reset_waits_for_a_save_in_progress(tmp_path: Path) -> None:
+    """A reset landing between a save's read and its write would be undone by the write:
+    it takes the same lock as saves."""
+    import time
+
+    from gpugate.offload.store import ModelStore
+
+    path = tmp_path / "model.json"
+    path.write_text("{}")
+    env = dict(os.environ, GPUGATE_OFFLOAD_MODEL=str(path), GPUGATE_HOME=str(tmp_path / "h"))
+    with ModelStore(path, "m").locked():  # a save, holding the lock
+        reset = subprocess.Popen(
+            [str(BIN / "gpugate"), "offload", "reset"], env=env, stdout=subprocess.PIPE
+        )
+        time.sleep(1.0)
+        assert reset.poll() is None and path.exists()  # waiting
+    said, _ = reset.communicate(timeout=30)
+    assert reset.returncode == 0 and b"kept in" in said
+    assert not path.exists()
+
+
 # ------------------------------------------------------------------------ a real GPU
 def _cuda_devices() -> int:
     from gpugate.offload.devices import find_cuda_devices

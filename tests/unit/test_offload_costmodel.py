@@ -181,6 +181,45 @@ def test_a_malformed_model_is_refused(broken: dict[str, object]) -> None:
         LogLinearModel.from_dict(data)
 
 
+# ------------------------------------------------------------------ lasting changes
+def runs_until_within(book: ModelBook, factor: float, rng: random.Random) -> int:
+    """Runs at ``factor`` times the old cost until the model predicts within 20%."""
+    for n in range(1, 3000):
+        work = 10 ** rng.uniform(4, 8)
+        book.observe(KEY, work, 0.0, factor * 2e-9 * work * math.exp(rng.gauss(0, 0.1)))
+        errors = [
+            abs(book.predict(KEY, w).seconds / (factor * 2e-9 * w) - 1) for w in (1e5, 1e6, 1e7)
+        ]
+        if max(errors) < 0.2:
+            return n
+    return 3000
+
+
+@pytest.mark.parametrize("factor", [3.0, 1 / 3])
+def test_a_lasting_change_is_followed_in_a_few_dozen_runs(factor: float) -> None:
+    rng = random.Random(4)
+    book = ModelBook()
+    assert runs_until_within(book, 1.0, rng) < 50
+    for _ in range(500):  # a well-settled model
+        work = 10 ** rng.uniform(4, 8)
+        book.observe(KEY, work, 0.0, 2e-9 * work * math.exp(rng.gauss(0, 0.1)))
+    assert runs_until_within(book, factor, rng) < 60  # forgetting alone: about 700
+    assert book.models[KEY].shifts == 1
+
+
+def test_noise_and_wild_runs_are_not_taken_for_a_change() -> None:
+    rng = random.Random(5)
+    book = ModelBook()
+    for _ in range(10_000):
+        work = 10 ** rng.uniform(3, 8)
+        noise = 0.4 if work < 1e5 else 0.03  # small calls are noisier
+        seconds = 2e-9 * work * math.exp(rng.gauss(0, noise))
+        seconds *= 10.0 if rng.random() < 0.02 else 1.0  # a page-fault storm now and then
+        shifted = book.observe(KEY, work, 0.0, seconds)
+        assert not shifted
+    assert book.predict(KEY, 1e6).seconds == pytest.approx(2e-3, rel=0.05)
+
+
 # ---------------------------------------------- several processes, one model file
 KEY = compute_key("synthetic", "cpu", "float32", "")
 
@@ -200,13 +239,15 @@ def save(book: ModelBook, file: dict[str, object]) -> dict[str, object]:
     return json.loads(json.dumps({key: m.to_dict() for key, m in merged.items()}))
 
 
-def assert_same_models(a: ModelBook, b: ModelBook) -> None:
+def assert_same_models(a: ModelBook, b: ModelBook, predictions: bool = True) -> None:
+    """Same statistics; and the same predictions, unless ``predictions`` is False (the
+    range of sizes a model saw may be wider than its runs: see ``ModelBook.rebase``)."""
     assert a.models.keys() == b.models.keys()
     for key, model in a.models.items():
         other = b.models[key]
         assert model.observations == other.observations
         assert model.stats() == pytest.approx(other.stats(), rel=1e-9, abs=1e-9)
-        for work in (1e3, 1e6, 1e9):
+        for work in (1e3, 1e6, 1e9) if predictions else ():
             assert a.predict(key, work).log_mean == pytest.approx(b.predict(key, work).log_mean)
 
 
@@ -251,6 +292,73 @@ def test_a_model_only_another_process_learned_is_taken_up_at_the_next_save() -> 
     file = save(mine, save(theirs, {}))
     assert mine.models[other_key].observations == 4
     assert_same_models(ModelBook.from_dict(file), mine)
+
+
+def test_a_change_one_process_saw_is_followed_in_the_file() -> None:
+    file = save(feed_new([1e5, 1e6, 1e7] * 100), {})
+    seen_it, other = ModelBook.from_dict(file), ModelBook.from_dict(file)
+    for work in [1e5, 1e6, 1e7] * 20:  # three times slower from now on
+        seen_it.observe(KEY, work, 0.0, 3 * 2e-9 * work**1.1)
+    assert seen_it.models[KEY].shifts == 1
+    file = save(seen_it, file)
+    assert_same_models(ModelBook.from_dict(file), seen_it)  # the old runs forgotten there too
+    save(other, file)
+    assert other.predict(KEY, 1e6).seconds == pytest.approx(3 * 2e-9 * 1e6**1.1, rel=0.05)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_interleaving_of_saves_equals_one_model_fed_the_files_runs_in_order(
+    seed: int,
+) -> None:
+    """Three processes learning three keys, saving into one file: with runs learned while
+    a save is written, writes that fail, shifts and resets. The file must hold what one
+    model would, fed every saved event (runs and shifts) in the order the file got them."""
+    rng = random.Random(seed)
+    keys = [compute_key(f"k{i}", "cpu", "float32", "") for i in range(3)]
+    Event = tuple[str, str, float]  # key, "run" or "shift", work or the shift's size
+    file: dict[str, object] = {}
+    in_file: list[Event] = []
+    books = [ModelBook() for _ in range(3)]
+    unsaved: list[list[Event]] = [[] for _ in books]
+
+    def learn(i: int) -> None:
+        key = rng.choice(keys)
+        model = books[i].models.get(key)
+        if model is not None and rng.random() < 0.2:
+            by = rng.uniform(-0.01, 0.01)  # small: no run is clipped or streaks after it
+            model.shift(by, keep=0.5)
+            unsaved[i].append((key, "shift", by))
+        else:
+            work = 10 ** rng.uniform(3, 9)
+            feed(books[i], [work], key)
+            unsaved[i].append((key, "run", work))
+
+    for _ in range(60):
+        i, op = rng.randrange(3), rng.random()
+        if op < 0.5:
+            learn(i)
+        elif op < 0.95:
+            at_save = books[i].sync_point()
+            saving, unsaved[i] = unsaved[i], []
+            merged = merge(ModelBook.from_dict(file), at_save)
+            for _ in range(rng.randrange(3)):
+                learn(i)  # while the file is written
+            if rng.random() < 0.2:  # the write failed: all still unsaved, in order
+                unsaved[i] = saving + unsaved[i]
+                continue
+            file = json.loads(json.dumps({key: m.to_dict() for key, m in merged.items()}))
+            books[i].rebase(merged, at_save)
+            in_file += saving
+        else:  # gpugate offload reset
+            file, in_file = {}, []
+
+    alone = ModelBook()
+    for key, what, value in in_file:
+        if what == "run":
+            feed(alone, [value], key)
+        elif key in alone.models:
+            alone.models[key].shift(value, keep=0.5)
+    assert_same_models(ModelBook.from_dict(file), alone, predictions=False)
 
 
 def test_after_a_reset_a_running_process_saves_only_what_it_learned_since() -> None:

@@ -304,6 +304,91 @@ rt.close()
     assert len(saved["measurements"]) == sum(n - 1 for n in runs)
 
 
+def test_runs_learned_while_a_full_history_is_saved_reach_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpugate.offload import learning
+
+    monkeypatch.setattr(learning, "HISTORY_MAX", 5)
+    store = ModelStore(tmp_path / "m.json", "m")
+    rt = Runtime(gpus=[], state=idle_state(2), store=store, policy="cpu")
+    scale = make_task()
+    for n in range(1, 9):  # 7 learned: more than the history holds
+        rt.run(scale, (np.ones(n),), {})
+    write = store.save_snapshot
+
+    def write_while_calls_go_on(models: Any, history: Any) -> None:
+        write(models, history)
+        rt.run(scale, (np.ones(50),), {})
+        rt.run(scale, (np.ones(60),), {})
+
+    monkeypatch.setattr(store, "save_snapshot", write_while_calls_go_on)
+    rt.save()
+    monkeypatch.setattr(store, "save_snapshot", write)
+    rt.close()
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert [m["work"] for m in saved["measurements"]] == [6.0, 7.0, 8.0, 50.0, 60.0]
+    assert saved["models"][compute_key("scale", "cpu", "float64", "")]["observations"] == 9
+
+
+def test_a_save_that_cannot_read_the_file_fails_and_the_next_one_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore(tmp_path / "m.json", "m")
+    rt = Runtime(gpus=[], state=idle_state(2), store=store, policy="cpu")
+    for _ in range(3):
+        rt.run(make_task(), (np.ones(5),), {})
+    read = store.read_for_merge
+
+    def flaky() -> Any:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store, "read_for_merge", flaky)
+    with pytest.raises(OSError, match="Input/output"):
+        rt.save()
+    monkeypatch.setattr(store, "read_for_merge", read)
+    rt.close()  # saved now: nothing was lost, and the store still writes
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["models"][compute_key("scale", "cpu", "float64", "")]["observations"] == 2
+
+
+def test_a_save_waits_for_another_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gpugate.offload import store as store_module
+
+    monkeypatch.setattr(store_module, "LOCK_WAIT_S", 0.2)
+    store = ModelStore(tmp_path / "m.json", "m")
+    rt = Runtime(gpus=[], state=idle_state(2), store=store, policy="cpu")
+    for _ in range(3):
+        rt.run(make_task(), (np.ones(5),), {})
+    with ModelStore(tmp_path / "m.json", "m").locked():  # another process's save, stuck
+        with pytest.raises(OSError, match="held the lock"):
+            rt.save()
+        rt.close()  # does not hang: the save at exit fails, said once
+    assert "held the lock" in caplog.text
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_file_garbled_between_saves_is_set_aside_and_written_whole(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    store = ModelStore(path, "m")
+    rt = Runtime(gpus=[], state=idle_state(2), store=store, policy="cpu")
+    other = make_task()
+    other.kind = "other"
+    for task_ in (make_task(), make_task(), other, other):
+        rt.run(task_, (np.ones(5),), {})
+    rt.save()
+    rt.run(make_task(), (np.ones(5),), {})  # learned since; "other" not
+    path.write_text("garbled")
+    rt.close()
+    saved = json.loads(path.read_text())
+    assert saved["models"][compute_key("scale", "cpu", "float64", "")]["observations"] == 2
+    assert saved["models"][compute_key("other", "cpu", "float64", "")]["observations"] == 1
+    assert len(saved["measurements"]) == 3
+    assert [p.read_text() for p in tmp_path.glob("m.json.unreadable-*")] == ["garbled"]
+
+
 def test_an_unreadable_model_file_is_kept_aside_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "model.json"
     path.write_text("{not json")

@@ -243,13 +243,17 @@ def cmd_offload_explain(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ reset
 def cmd_offload_reset(args: argparse.Namespace) -> int:
     from gpugate.offload.devices import CpuDevice
-    from gpugate.offload.store import default_model_path
+    from gpugate.offload.store import ModelStore, default_model_path
 
     path = default_model_path(CpuDevice().label)
     if not path.exists():
         print(f"nothing learned yet ({path} does not exist)")
         return 0
     aside = path.with_name(f"{path.name}.reset-{int(time.time())}")
-    path.rename(aside)
+    try:
+        with ModelStore(path, "").locked():  # not between another process's read and write
+            path.rename(aside)
+    except OSError as exc:
+        raise CliError(f"cannot reset {path}: {exc}") from None
     print(f"the model starts afresh; what it had learned is kept in {aside}")
     return 0

@@ -20,12 +20,18 @@ seen a loaded machine still predicts that load slows it down, and the prior's pu
 vanishes as data arrives. Prediction returns the mean of ``ln(seconds)`` and its variance
 (parameter uncertainty only), which the chooser uses to explore while it is unsure.
 
+A lasting change that the features do not explain (runs off by more than two standard
+deviations, one after another, all the same way) moves what was learned by the change
+and keeps only a little of it (``SHIFT_KEEP``), so that the model follows the machine
+in a few runs instead of a thousand.
+
 Several processes on one machine learn into one model file. Each model remembers the
-statistics it last read or wrote (``synced``) and how many updates it has forgotten
-through since, so what it learned itself is ``stats - FORGET**k * synced``; a save adds
-that to the file's current statistics (forgotten by the same k), so every process's
-runs count and none overwrites another's (``ModelBook.sync_point``, ``merge``,
-``ModelBook.rebase``).
+statistics it last read or wrote (``synced``) and how it has transformed them since
+(scaled by forgetting and shifts: ``log_kept``; moved by shifts: ``moved``), so what it
+learned itself is ``stats - exp(log_kept) * relevelled(synced, moved)``; a save adds
+that to the file's current statistics, transformed alike, so every process's runs
+count and none overwrites another's
+(``ModelBook.sync_point``, ``merge``, ``ModelBook.rebase``).
 
 Prediction is plain Python on five numbers: a decision among three variants costs a few
 microseconds (a scikit-learn ``predict()`` on one row costs hundreds).
@@ -58,6 +64,16 @@ PRIOR_NOISE_VAR = 0.05  # of ln(seconds): about 22% run-to-run spread until meas
 NOISE_PRIOR_WEIGHT = 2.0  # observations' worth of belief in PRIOR_NOISE_VAR
 OUTLIER_SD = 3.0
 MAX_SLOPE = 1.5 * _LN10  # steepest extrapolation: time grows as work**1.5
+# A lasting change (a slower clock, a new driver, another tenant the load features miss)
+# shows as runs off the prediction the same way, one after another; forgetting at
+# FORGET alone would take a thousand runs to follow it. SHIFT_RUNS runs in a row beyond
+# SHIFT_LIMIT standard deviations, all too slow or all too fast (by chance: about 1e-8
+# per run for Gaussian noise), move what was learned by their median and keep
+# SHIFT_KEEP of it: the level is right at once, the shape is kept until new runs say.
+SHIFT_RUNS = 5
+SHIFT_LIMIT = 2.0
+SHIFT_KEEP = 0.1
+_LN_FORGET = math.log(FORGET)
 SOLVE_EVERY_RUN_UNTIL = 32
 SOLVE_EVERY = 4
 _STRENGTH = np.array(PRIOR_STRENGTH)
@@ -128,11 +144,19 @@ class LogLinearModel:
     observations: int = 0
     last_seen: int = 0  # the book's clock at the last update (see ModelBook.clock)
     stale: bool = False  # updated since the last solve
-    # The statistics as last read from or written to the model file (None: never), and
-    # the updates since: what this process learned itself (see ``own_stats``).
+    streak: tuple[float, ...] = ()  # the last runs' residuals, if all off the same way
+    shifts: int = 0  # lasting changes seen (and followed) in this process
+    # The statistics as last read from or written to the model file (None: never); the
+    # updates since, how the synced statistics were transformed since (the log of the
+    # factor they were scaled by, how far they were moved) and the range of l seen
+    # since: what this process learned itself (``AtSave``).
     synced: tuple[float, ...] | None = None
     synced_observations: int = 0
     updates_since_sync: int = 0
+    log_kept: float = 0.0
+    moved: float = 0.0
+    low_since_sync: float = math.inf
+    high_since_sync: float = -math.inf
     prior_mean: tuple[float, ...] = PRIOR_MEAN
     weights: tuple[float, ...] = PRIOR_MEAN
     inverse: tuple[tuple[float, ...], ...] = field(
@@ -187,6 +211,8 @@ class LogLinearModel:
             return
         y = self._clipped(x, math.log(max(seconds, 1e-9)))
         self.low, self.high = min(self.low, x[1]), max(self.high, x[1])
+        self.low_since_sync = min(self.low_since_sync, x[1])
+        self.high_since_sync = max(self.high_since_sync, x[1])
         self.square_sum = FORGET * self.square_sum + y * y
         self.weight_sum = FORGET * self.weight_sum + 1.0
         for i in range(N_FEATURES):
@@ -196,6 +222,7 @@ class LogLinearModel:
                 row[j] = FORGET * row[j] + x[i] * x[j]
         self.observations += 1
         self.updates_since_sync += 1
+        self.log_kept += _LN_FORGET
         # Re-solving costs ~20 us, most of a call's overhead; once a model has seen a few
         # dozen runs, one more barely moves it, so it is re-solved every few runs.
         self.stale = True
@@ -206,10 +233,39 @@ class LogLinearModel:
         """``y`` pulled to within ``OUTLIER_SD`` standard deviations of the prediction.
         One run that a page fault or a context switch made 30 times slower would
         otherwise move a log-space least-squares fit far; a model that is still unsure
-        (wide prediction) clips nothing, and a real change still moves it, step by step."""
+        (wide prediction) clips nothing. A real change is told from noise by its
+        persistence (``_shifted``), and then followed at once."""
         mean, var = self.predict_at(x[1], x[3])
-        limit = OUTLIER_SD * math.sqrt(self.noise_var + var)
+        sd = math.sqrt(self.noise_var + var)
+        if self._shifted(y - mean, sd):
+            mean, var = self.predict_at(x[1], x[3])
+            sd = math.sqrt(self.noise_var + var)
+        limit = OUTLIER_SD * sd
         return min(max(y, mean - limit), mean + limit)
+
+    def _shifted(self, residual: float, sd: float) -> bool:
+        """Count the runs in a row off by more than ``SHIFT_LIMIT`` sd the same way; at
+        ``SHIFT_RUNS``, move the statistics by their median residual, keep
+        ``SHIFT_KEEP`` of them (the prior's pull and the uncertainty grow back
+        accordingly) and say so."""
+        if abs(residual) <= SHIFT_LIMIT * sd:
+            self.streak = ()
+            return False
+        if self.streak and (self.streak[0] > 0) != (residual > 0):
+            self.streak = ()
+        self.streak = (*self.streak, residual)
+        if len(self.streak) < SHIFT_RUNS:
+            return False
+        self.shift(sorted(self.streak)[SHIFT_RUNS // 2])
+        return True
+
+    def shift(self, by: float, keep: float = SHIFT_KEEP) -> None:
+        """Move what was learned by ``by`` (in ln seconds) and keep ``keep`` of it."""
+        self.set_stats(transformed(self.stats(), math.log(keep), by))
+        self.log_kept += math.log(keep)
+        self.moved += by
+        self.streak = ()
+        self.shifts += 1
 
     def _solve(self) -> None:
         gram = np.array(self.gram)
@@ -254,6 +310,8 @@ class LogLinearModel:
         self.synced = self.stats()
         self.synced_observations = self.observations
         self.updates_since_sync = 0
+        self.log_kept, self.moved = 0.0, 0.0
+        self.low_since_sync, self.high_since_sync = math.inf, -math.inf
 
     def to_dict(self) -> dict[str, Any]:
         if self.stale:  # so that a model read back predicts exactly as this one
@@ -308,66 +366,108 @@ def new_model(key: str) -> LogLinearModel:
 
 
 _NO_STATS = (0.0,) * (N_FEATURES * N_FEATURES + N_FEATURES + 2)
+_MOMENT = N_FEATURES * N_FEATURES  # where the moment starts in ``stats()``
+
+
+def relevelled(stats: Sequence[float], by: float) -> tuple[float, ...]:
+    """The statistics of the same runs with every ln(seconds) moved by ``by``: the
+    moment gains ``by * sum(x)`` (the gram's first column, x0 being 1) and the sum of
+    squares ``2 by sum(y) + by**2 n``. Moves add up, and commute with scaling."""
+    if by == 0.0:
+        return tuple(stats)
+    n = N_FEATURES
+    moment = [stats[_MOMENT + i] + by * stats[i * n] for i in range(n)]
+    square_sum = stats[-2] + 2.0 * by * stats[_MOMENT] + by * by * stats[-1]
+    return (*stats[:_MOMENT], *moment, square_sum, stats[-1])
 
 
 @dataclass(frozen=True, slots=True)
-class Held:
-    """One model as a save began: its statistics and observations, the updates since its
-    last sync, and that sync's statistics."""
+class AtSave:
+    """One model as a save began: its statistics and observations, and what it learned
+    since its last sync (updates, the scaling of the synced statistics, the range of l)."""
 
     stats: tuple[float, ...]
     observations: int
     updates: int
+    log_kept: float
+    moved: float
     synced: tuple[float, ...]
     synced_observations: int
     low: float
     high: float
 
+    whole: bool = False  # to be written as if never synced (see ``of``)
+
     @classmethod
-    def of(cls, model: LogLinearModel) -> Held:
+    def of(cls, model: LogLinearModel, whole: bool = False) -> AtSave:
+        """``whole``: all the model holds counts as its own (the file is rewritten from
+        this process's models, the one there being unreadable)."""
         return cls(
             model.stats(),
             model.observations,
             model.updates_since_sync,
-            model.synced or _NO_STATS,
-            model.synced_observations,
-            model.low,
-            model.high,
+            model.log_kept,
+            model.moved,
+            _NO_STATS if whole else model.synced or _NO_STATS,
+            0 if whole else model.synced_observations,
+            model.low if whole else model.low_since_sync,
+            model.high if whole else model.high_since_sync,
+            whole,
         )
 
+    @property
+    def changed(self) -> bool:
+        """Whether the model learned or shifted since its sync (or is to be written whole)."""
+        return bool(self.updates or self.log_kept or self.moved or self.whole)
+
     @classmethod
-    def empty(cls) -> Held:
-        return cls(_NO_STATS, 0, 0, _NO_STATS, 0, math.inf, -math.inf)
+    def nothing(cls) -> AtSave:
+        return cls(_NO_STATS, 0, 0, 0.0, 0.0, _NO_STATS, 0, math.inf, -math.inf)
 
     def own_stats(self) -> list[float]:
         """What this process learned since its last sync: its statistics less the synced
-        ones, forgotten through the updates since."""
-        kept = FORGET**self.updates
-        return [s - kept * b for s, b in zip(self.stats, self.synced, strict=True)]
+        ones, transformed as it transformed its own since (forgetting, shifts)."""
+        return _plus(self.stats, self.transformed(self.synced), -1.0)
+
+    def transformed(self, stats: Sequence[float]) -> tuple[float, ...]:
+        """``stats`` as this model transformed its synced statistics since its sync."""
+        return transformed(stats, self.log_kept, self.moved)
 
 
-def merge(on_disk: ModelBook, at: Mapping[str, Held]) -> dict[str, LogLinearModel]:
+def merge(on_disk: ModelBook, at_save: Mapping[str, AtSave]) -> dict[str, LogLinearModel]:
     """What the model file should now hold: its current models (``on_disk``, which other
     processes may have saved into since this one last read it) with what this process
-    learned since (``at``) added, as if those runs had come after theirs. A key this
+    learned since (``at_save``) added, as if those runs had come after theirs. A key this
     process did not change is the file's as it is; one the file lacks (never saved, or
-    reset) is this process's own learning."""
+    reset) is this process's own learning alone."""
     merged = dict(on_disk.models)
-    for key, held in at.items():
-        if held.updates == 0:
+    for key, mine in at_save.items():
+        if not mine.changed:
             continue  # nothing learned here since the last sync: the file's is current
         disk = on_disk.models.get(key)
-        kept = FORGET**held.updates
-        base = disk.stats() if disk is not None else _NO_STATS
+        if disk is None and mine.observations == mine.synced_observations:
+            continue  # shifted, but with no runs of its own to write
+        base = mine.transformed(disk.stats()) if disk is not None else _NO_STATS
         model = new_model(key)
-        model.observations = held.observations - held.synced_observations
-        model.low, model.high = held.low, held.high
+        model.observations = mine.observations - mine.synced_observations
+        model.low, model.high = mine.low, mine.high
         if disk is not None:
             model.observations += disk.observations
             model.low, model.high = min(model.low, disk.low), max(model.high, disk.high)
-        model.set_stats([kept * b + own for b, own in zip(base, held.own_stats(), strict=True)])
+        model.set_stats(_plus(base, mine.own_stats()))
         merged[key] = model
     return merged
+
+
+def _plus(a: Sequence[float], b: Sequence[float], times: float = 1.0) -> list[float]:
+    return [u + times * v for u, v in zip(a, b, strict=True)]
+
+
+def transformed(stats: Sequence[float], log_kept: float, moved: float) -> tuple[float, ...]:
+    """``stats`` moved by ``moved`` and scaled by ``exp(log_kept)``: what forgetting and
+    shifts did to a model's statistics over some runs (see ``relevelled``)."""
+    kept = math.exp(log_kept)
+    return tuple(kept * v for v in relevelled(stats, moved))
 
 
 def _zeros(rows: int, cols: int) -> list[list[float]]:
@@ -393,48 +493,69 @@ class ModelBook:
             return self._priors[key.startswith(TRANSFER_PREFIX)]
         return model
 
-    def observe(self, key: str, work: float, contention: float, seconds: float) -> None:
+    def observe(self, key: str, work: float, contention: float, seconds: float) -> bool:
+        """Learn from one run; True if it revealed a lasting change (see SHIFT_LIMIT)."""
         model = self.models.get(key)
         if model is None:
             model = self.models[key] = new_model(key)
         self.clock += 1
         model.last_seen = self.clock
+        shifts = model.shifts
         model.update(features(work, contention), seconds)
+        return model.shifts != shifts
 
     def to_dict(self) -> dict[str, Any]:
         return {key: model.to_dict() for key, model in sorted(self.models.items())}
 
-    def sync_point(self) -> dict[str, Held]:
-        """Every model as a save begins (cheap copies: taken under the learner's lock)."""
-        return {key: Held.of(model) for key, model in self.models.items()}
+    def sync_point(self, whole: bool = False) -> dict[str, AtSave]:
+        """Every model as a save begins (cheap copies: taken under the learner's lock).
+        ``whole``: each as if never synced (see ``AtSave.of``)."""
+        return {key: AtSave.of(model, whole) for key, model in self.models.items()}
 
-    def rebase(self, written: Mapping[str, LogLinearModel], at: Mapping[str, Held]) -> None:
-        """Adopt ``written`` (``merge``'s result, now in the file) as every model's synced
-        statistics, keeping what was learned here since ``at`` on top of it."""
+    def rebase(self, written: Mapping[str, LogLinearModel], at_save: Mapping[str, AtSave]) -> None:
+        """Adopt ``written`` (``merge``'s result, now in the file) as the synced statistics
+        of each model it holds, keeping what was learned here since ``at_save`` on top of
+        it. A model the file lacks is left as it is (it is merged at the next save),
+        except one that only shifted (``merge`` skips it): what it holds counts as
+        synced, so that its shift is not applied again, to others' runs, later."""
+        for key, mine in at_save.items():
+            model = self.models.get(key)
+            if key not in written and mine.changed and model is not None:
+                model.synced, model.synced_observations = mine.stats, mine.observations
+                model.updates_since_sync -= mine.updates
+                model.log_kept, model.moved = (
+                    model.log_kept - mine.log_kept,
+                    model.moved - mine.moved,
+                )
         for key, merged in written.items():
             model = self.models.get(key)
             if model is None:  # learned by another process only
                 model = self.models[key] = new_model(key)
-            held = at.get(key) or Held.empty()
-            since = model.updates_since_sync - held.updates  # updates while the save ran
+            mine = at_save.get(key) or AtSave.nothing()
+            since = model.updates_since_sync - mine.updates  # updates while the save ran
             written_stats = merged.stats()
-            if since == 0 and held.updates == 0 and written_stats == model.synced:
+            untouched = since == 0 and model.log_kept == mine.log_kept and model.moved == mine.moved
+            if untouched and not mine.changed and written_stats == model.synced:
                 continue  # nobody learned anything about it
-            kept = FORGET**since
-            now = model.stats()
+            # what happened to the statistics while the save ran, applied to the written
+            # ones and taken off the ones held then: S = T(W) + (S_now - T(S_held))
+            log_kept, moved = model.log_kept - mine.log_kept, model.moved - mine.moved
             model.set_stats(
-                [
-                    kept * m + (n - kept * h)
-                    for m, n, h in zip(written_stats, now, held.stats, strict=True)
-                ]
+                _plus(
+                    transformed(written_stats, log_kept, moved),
+                    _plus(model.stats(), transformed(mine.stats, log_kept, moved), -1.0),
+                )
             )
-            if merged.observations > held.observations:  # others' runs: fresh news
+            if merged.observations != mine.observations:  # others' runs, or a reset
                 model.last_seen = self.clock
-            model.observations = merged.observations + (model.observations - held.observations)
+            model.observations = merged.observations + (model.observations - mine.observations)
             model.low, model.high = min(model.low, merged.low), max(model.high, merged.high)
             model.synced = written_stats
             model.synced_observations = merged.observations
             model.updates_since_sync = since
+            model.log_kept, model.moved = log_kept, moved
+            if since == 0:
+                model.low_since_sync, model.high_since_sync = math.inf, -math.inf
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelBook:

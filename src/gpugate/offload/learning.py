@@ -37,7 +37,8 @@ class Learner:
         self.on_measurement = on_measurement
         self.lock = threading.RLock()
         self._save_lock = threading.Lock()  # one save at a time: each rebases on the last
-        self._unsaved = 0  # measurements at the end of history not yet in the file
+        self._appended = 0  # measurements added to history, ever
+        self._saved_upto = 0  # ... of which the file has all the first ones
         self._warm: set[tuple[str, ...]] = set()
         self._dirty = False
         self._save_failed = False
@@ -62,7 +63,8 @@ class Learner:
                 self._warm.add(first)
                 return False
             key = compute_key(call.kind, variant, call.dtype, label)
-            self.book.observe(key, call.work, option.contention, compute_s)
+            if self.book.observe(key, call.work, option.contention, compute_s):
+                log.info("%s: a lasting change in run times; most of the past forgotten", key)
             m = Measurement(
                 call.kind,
                 variant,
@@ -74,7 +76,7 @@ class Learner:
                 sum(move.seconds for move in moves),
             )
             self.history.append(m)
-            self._unsaved = min(self._unsaved + 1, HISTORY_MAX)
+            self._appended += 1
             self.on_measurement(m)
             self._dirty = True
         self._start_saver()
@@ -115,24 +117,30 @@ class Learner:
     def _merge_into_file(self, store: ModelStore) -> None:
         """Read the file, add what was learned here since the last save, write the sum,
         then take the sum as this process's models (others' runs included). The file
-        I/O happens outside ``self.lock``: calls go on learning meanwhile."""
+        I/O happens outside ``self.lock``: calls go on learning meanwhile. A file that
+        cannot be decoded is moved aside and written anew from this process's models."""
         with store.locked():
-            on_disk, disk_history = store.load()
-            if store.read_only:  # the file turned out unreadable: leave it alone
+            found = store.read_for_merge()
+            if store.read_only:  # unreadable, and it could not be moved aside
                 return
+            on_disk, disk_history = found or (ModelBook(), [])
             with self.lock:
-                at = self.book.sync_point()
-                new = list(self.history)[len(self.history) - self._unsaved :]
+                at_save = self.book.sync_point(whole=found is None)
+                appended = self._appended
+                unsaved = len(self.history)
+                if found is not None:
+                    unsaved = min(appended - self._saved_upto, unsaved)
+                new = list(self.history)[len(self.history) - unsaved :] if unsaved else []
                 self._dirty = False
-            models = merge(on_disk, at)
+            models = merge(on_disk, at_save)
             history = [*disk_history, *new][-HISTORY_MAX:]
             store.save_snapshot({key: models[key].to_dict() for key in sorted(models)}, history)
         with self.lock:
-            self.book.rebase(models, at)
-            later = self._unsaved - len(new)  # learned while the file was written
+            self.book.rebase(models, at_save)
+            later = min(self._appended - appended, len(self.history))  # while writing
             recent = list(self.history)[len(self.history) - later :] if later else []
             self.history = deque([*history, *recent], maxlen=HISTORY_MAX)
-            self._unsaved = later
+            self._saved_upto = appended
 
     def close(self) -> None:
         self._stop.set()

@@ -18,6 +18,7 @@ two saves do not interleave.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -36,6 +37,7 @@ from gpugate.offload.policy import Measurement
 
 MODEL_ENV = "GPUGATE_OFFLOAD_MODEL"
 FORMAT = 1
+LOCK_WAIT_S = 5.0  # a save waits this long for another process's, then is retried later
 log = logging.getLogger("gpugate.offload")
 
 
@@ -66,26 +68,41 @@ class ModelStore:
         aside (left alone if read-only); one that cannot be read at all (permissions)
         makes this store read-only, so that it is never overwritten."""
         try:
-            text = self.path.read_text()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return ModelBook(), []
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             log.warning(
                 "offload model %s unreadable (%s); learning afresh, not saving", self.path, exc
             )
             self.read_only = True
             return ModelBook(), []
         try:
-            return _decode(json.loads(text))
+            return _decode(json.loads(raw))
         except Exception as exc:  # any malformed content: keep it, start afresh
             self._set_aside(exc)
             return ModelBook(), []
+
+    def read_for_merge(self) -> tuple[ModelBook, list[Measurement]] | None:
+        """The file as it is now, for a save to merge into (call it holding ``locked``):
+        empty if there is none; None if it cannot be decoded (it is moved aside, and the
+        save writes the file anew). A read error is raised (OSError): that save fails
+        and the next one tries again."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return ModelBook(), []
+        try:
+            return _decode(json.loads(raw))
+        except Exception as exc:  # any malformed content: keep it aside
+            self._set_aside(exc)
+            return None
 
     def _set_aside(self, exc: Exception) -> None:
         if self.read_only:
             log.warning("offload model %s unreadable (%s); ignored", self.path, exc)
             return
-        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
         try:
             os.replace(self.path, aside)
         except OSError:
@@ -95,22 +112,36 @@ class ModelStore:
         log.warning("offload model %s unreadable (%s); moved to %s", self.path, exc, aside)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, wait_s: float | None = None) -> Iterator[None]:
         """Hold the lock of the model file's directory (``flock``): one read-merge-write
-        at a time among the processes of this machine. Where the lock cannot be taken
-        (a file system without ``flock``), the save goes on unlocked."""
+        (or reset) at a time among the processes of this machine. Raises OSError if
+        another holds it for ``wait_s`` (``LOCK_WAIT_S``; stopped, say, or on a hung file
+        system): a save is never stuck for good, it fails and is retried later."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            yield
-            return
-        try:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock(fd, LOCK_WAIT_S if wait_s is None else wait_s)
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    def _lock(self, fd: int, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OSError(
+                        errno.EWOULDBLOCK,
+                        f"another process has held the lock of {self.path.parent} for {wait_s:g} s",
+                    ) from None
+                time.sleep(0.02)
+            except OSError as exc:  # a file system without flock: save unlocked
+                if not _unlocked_warned:
+                    _warn_unlocked(self.path.parent, exc)
+                return
 
     def save_snapshot(self, models: dict[str, Any], history: list[Measurement]) -> None:
         """Write ``models`` (``ModelBook.to_dict()``) and ``history``, atomically."""
@@ -133,6 +164,19 @@ class ModelStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+_unlocked_warned = False
+
+
+def _warn_unlocked(directory: Path, exc: OSError) -> None:
+    global _unlocked_warned
+    _unlocked_warned = True
+    log.warning(
+        "cannot lock %s (%s): saves of several processes may overwrite each other",
+        directory,
+        exc,
+    )
 
 
 def _decode(data: Any) -> tuple[ModelBook, list[Measurement]]:
