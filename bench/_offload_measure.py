@@ -176,6 +176,7 @@ class StreamRun:
     records: list[RunRecord]
     util: list[tuple[float, float, float | None, float]]  # (s, machine %, GPU %, ours %)
     explored: int | None
+    shifts: int | None  # lasting changes the learned models followed in the stream
     cpu_runnable_seen: tuple[float, float]  # the runtime's own view at the start and end
 
 
@@ -242,6 +243,7 @@ def score(runs: Sequence[StreamRun], cells: dict[Call, Cell]) -> dict[str, Any]:
         "explored": sum(run.explored or 0 for run in runs)
         if runs[0].explored is not None
         else None,
+        "shifts": sum(run.shifts or 0 for run in runs) if runs[0].shifts is not None else None,
         "cpu_runnable_seen": [run.cpu_runnable_seen for run in runs],
     }
 

@@ -97,7 +97,10 @@ def print_results(name: str, scenario: dict[str, Any], has_gpu: bool) -> None:
             f" max {d['max_us']:.0f} us"
         )
     learned = results["learned"]
-    print(f"learned: {learned['explored']} of {learned['calls']} decisions were exploration draws")
+    print(
+        f"learned: {learned['explored']} of {learned['calls']} decisions were exploration draws;"
+        f" {learned['shifts']} lasting changes followed"
+    )
 
 
 def bars(scenarios: dict[str, dict[str, Any]], has_gpu: bool) -> list[dict[str, Any]]:

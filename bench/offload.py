@@ -177,15 +177,14 @@ def run_scenario(
                     use_submit=use_submit,
                     settle_s=args.settle_s,
                 )
-                explored = (
-                    runtime.chooser.explored
-                    if isinstance(runtime.chooser, LearnedChooser)
-                    else None
-                )
+                explored = shifts = None
+                if isinstance(runtime.chooser, LearnedChooser):
+                    explored = runtime.chooser.explored
+                    shifts = sum(m.shifts for m in runtime.book.models.values())
             finally:
                 runtime.close()
             runs[label].append(
-                StreamRun(label, round_, total, records, sampler.samples, explored, seen)
+                StreamRun(label, round_, total, records, sampler.samples, explored, shifts, seen)
             )
             counter.step(sum(len(v) for v in runs.values()))
     results = {label: score(r, cells) for label, r in runs.items()}
