@@ -280,6 +280,32 @@ def decision_cost(
     }
 
 
+def oracle_check(runs: dict[str, list[StreamRun]], cells: dict[Call, Cell]) -> dict[str, int]:
+    """How far the oracle table can be trusted: in how many (task, size) its pick is also
+    the faster on average in the stream itself, as the policies that always run one
+    option measured it (under load, rare very slow runs make the two differ)."""
+    seen: dict[tuple[str, float, str], list[float]] = {}
+    for policy_runs in runs.values():
+        records = [r for run in policy_runs for r in run.records]
+        labels = {option_label(r.variant, r.device) for r in records}
+        if len(labels) != 1:
+            continue  # a policy that chooses: its times are not one option's
+        (label,) = labels
+        for r in records:
+            seen.setdefault((r.kind, r.work, label), []).append(r.compute_s + r.transfer_s)
+    agree = compared = 0
+    for cell in cells.values():
+        means = {
+            label: statistics.fmean(seen[cell.kind, cell.work, label])
+            for label in cell.times
+            if (cell.kind, cell.work, label) in seen
+        }
+        if len(means) == len(cell.times) > 1:
+            compared += 1
+            agree += min(means, key=means.__getitem__) == cell.best
+    return {"agree": agree, "compared": compared}
+
+
 def majority_picks(runs: Sequence[StreamRun], cells: dict[Call, Cell]) -> dict[Call, str]:
     to_call = {(c.kind, c.work): (c.kind, c.size) for c in cells.values()}
     votes: dict[Call, Counter[str]] = {}

@@ -101,6 +101,11 @@ def print_results(name: str, scenario: dict[str, Any], has_gpu: bool) -> None:
         f"learned: {learned['explored']} of {learned['calls']} decisions were exploration draws;"
         f" {learned['shifts']} lasting changes followed"
     )
+    check = scenario["oracle_check"]
+    print(
+        f"oracle check: in {check['agree']} of {check['compared']} (task, size) the table's pick"
+        " is also the faster on average in the streams of the fixed policies"
+    )
 
 
 def bars(scenarios: dict[str, dict[str, Any]], has_gpu: bool) -> list[dict[str, Any]]:
@@ -280,6 +285,7 @@ def scenario_json(s: dict[str, Any]) -> dict[str, Any]:
         ],
         "stream_calls": s["stream_calls"],
         "policies": s["policies"],
+        "oracle_check": s["oracle_check"],
         "decisions": s["decisions"],
         "decisions_cold": s["decisions_cold"],
         "utilization": {label: [run.util for run in runs] for label, runs in s["runs"].items()},

@@ -64,6 +64,7 @@ from _offload_measure import (
     open_gpu_monitor,
     open_runtime,
     option_label,
+    oracle_check,
     run_stream,
     score,
 )
@@ -194,6 +195,7 @@ def run_scenario(
         "picks": picks,
         "stream_calls": len(stream),
         "policies": results,
+        "oracle_check": oracle_check(runs, cells),
         "runs": runs,
         "decisions": decision_cost(model, stream, inputs, args.decisions),
         "decisions_cold": decision_cost(
