@@ -220,6 +220,17 @@ def test_noise_and_wild_runs_are_not_taken_for_a_change() -> None:
     assert book.predict(KEY, 1e6).seconds == pytest.approx(2e-3, rel=0.05)
 
 
+def test_a_burst_of_slow_runs_is_not_taken_for_a_change() -> None:
+    """Beside busy processes, a BLAS call can be 100x slower several calls in a row."""
+    rng = random.Random(6)
+    book = feed_new([10 ** rng.uniform(4, 8) for _ in range(300)])
+    for _ in range(10):
+        work = 10 ** rng.uniform(4, 8)
+        book.observe(KEY, work, 0.0, rng.uniform(5, 100) * 2e-9 * work**1.1)
+    assert book.models[KEY].shifts == 0
+    assert book.predict(KEY, 1e6).seconds < 1.5 * 2e-9 * 1e6**1.1
+
+
 # ---------------------------------------------- several processes, one model file
 KEY = compute_key("synthetic", "cpu", "float32", "")
 

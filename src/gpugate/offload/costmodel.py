@@ -20,10 +20,10 @@ seen a loaded machine still predicts that load slows it down, and the prior's pu
 vanishes as data arrives. Prediction returns the mean of ``ln(seconds)`` and its variance
 (parameter uncertainty only), which the chooser uses to explore while it is unsure.
 
-A lasting change that the features do not explain (runs off by more than two standard
-deviations, one after another, all the same way) moves what was learned by the change
-and keeps only a little of it (``SHIFT_KEEP``), so that the model follows the machine
-in a few runs instead of a thousand.
+A lasting change that the features do not explain (16 runs in a row off by more than
+two standard deviations, all the same way) moves what was learned by the change and
+keeps only a little of it (``SHIFT_KEEP``), so that the model follows the machine in a
+few dozen runs instead of a thousand.
 
 Several processes on one machine learn into one model file. Each model remembers the
 statistics it last read or wrote (``synced``) and how it has transformed them since
@@ -67,10 +67,13 @@ MAX_SLOPE = 1.5 * _LN10  # steepest extrapolation: time grows as work**1.5
 # A lasting change (a slower clock, a new driver, another tenant the load features miss)
 # shows as runs off the prediction the same way, one after another; forgetting at
 # FORGET alone would take a thousand runs to follow it. SHIFT_RUNS runs in a row beyond
-# SHIFT_LIMIT standard deviations, all too slow or all too fast (by chance: about 1e-8
-# per run for Gaussian noise), move what was learned by their median and keep
-# SHIFT_KEEP of it: the level is right at once, the shape is kept until new runs say.
-SHIFT_RUNS = 5
+# SHIFT_LIMIT standard deviations, all too slow or all too fast, move what was learned
+# by the least of their deviations and keep SHIFT_KEEP of it: the level is about right
+# at once, the shape is kept until new runs say otherwise. The run is long because
+# busy machines have bursts: beside busy processes a BLAS call was 100x slower for
+# several calls in a row, and a burst taken for a change makes the variant look slow
+# until it is tried again. Gaussian noise makes such a run about once in 10**26 runs.
+SHIFT_RUNS = 16
 SHIFT_LIMIT = 2.0
 SHIFT_KEEP = 0.1
 _LN_FORGET = math.log(FORGET)
@@ -245,7 +248,7 @@ class LogLinearModel:
 
     def _shifted(self, residual: float, sd: float) -> bool:
         """Count the runs in a row off by more than ``SHIFT_LIMIT`` sd the same way; at
-        ``SHIFT_RUNS``, move the statistics by their median residual, keep
+        ``SHIFT_RUNS``, move the statistics by their least residual, keep
         ``SHIFT_KEEP`` of them (the prior's pull and the uncertainty grow back
         accordingly) and say so."""
         if abs(residual) <= SHIFT_LIMIT * sd:
@@ -256,7 +259,7 @@ class LogLinearModel:
         self.streak = (*self.streak, residual)
         if len(self.streak) < SHIFT_RUNS:
             return False
-        self.shift(sorted(self.streak)[SHIFT_RUNS // 2])
+        self.shift(min(self.streak, key=abs))  # what every run of the streak showed
         return True
 
     def shift(self, by: float, keep: float = SHIFT_KEEP) -> None:
