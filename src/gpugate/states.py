@@ -45,8 +45,9 @@ TRANSITIONS: dict[JobState, dict[JobState, str]] = {
         JobState.FAILED: "could not be launched, or exited non-zero before ramp-up ended",
         JobState.CANCELLED: "user cancelled",
         JobState.LOST: "vanished while the daemon was down, no exit code",
-        JobState.QUEUED: "requeued: checkpointed when asked (exit 75), or died of GPU"
-        " out-of-memory and retries with more memory reserved",
+        JobState.QUEUED: "requeued: checkpointed when asked (exit 75), died of GPU"
+        " out-of-memory and retries with more memory reserved, or the daemon stopped"
+        " before its process started",
     },
     JobState.RUNNING: {
         JobState.SUCCEEDED: "exited 0",

@@ -236,8 +236,9 @@ def test_peaks_are_stored_while_the_job_runs_so_a_crash_keeps_them(rig) -> None:
     assert engine.store.get(job).peak_mem_bytes == 3 * GiB  # stored, not only in memory
 
 
-def test_recovery_marks_lost_a_job_stored_as_starting_without_a_process(rig) -> None:  # type: ignore[no-untyped-def]
-    """The daemon died between storing 'starting' and launching: no shim, no record."""
+def test_recovery_requeues_a_job_stored_as_starting_without_a_process(rig) -> None:  # type: ignore[no-untyped-def]
+    """The daemon died between storing 'starting' and launching: no shim, no record. The
+    job never ran, so it waits again, and starts at the next pass."""
 
     from gpugate.daemon.recovery import recover
     from gpugate.lifecycle import advance
@@ -247,8 +248,12 @@ def test_recovery_marks_lost_a_job_stored_as_starting_without_a_process(rig) -> 
     engine.commit([advance(job, JobState.STARTING, clock.now, "fits", gpu_uuids=(UUID,))])
     assert engine.active[job.id].pid is None
     notes = recover(engine)
-    assert notes == [f"job {job.id}: daemon stopped while launching it; marked lost"]
-    assert state(engine, job.id) is JobState.LOST
+    assert notes == [f"job {job.id}: the daemon stopped before its process started; queued again"]
+    assert state(engine, job.id) is JobState.QUEUED
+    assert engine.active[job.id].gpu_uuids == ()
+    engine.tick()
+    assert state(engine, job.id) is JobState.STARTING
+    assert engine.active[job.id].pid is not None
 
 
 def test_a_batch_shares_one_environment_object_and_falls_back_to_the_requests(

@@ -267,7 +267,7 @@ class Engine:
         how = describe_exit(code)
         asked = job.checkpoint_requested_at is not None and not job.cancel_requested
         if asked and job.spec.preempt is PreemptMode.REQUEUE and code != 0:
-            return self._requeue(job, record.ended_at, f"{how}: stopped to make room; requeued")
+            return self.requeue(job, record.ended_at, f"{how}: stopped to make room; requeued")
         if code == REQUEUE_EXIT_CODE and asked:
             return self._requeue_checkpointed(job, record.ended_at)
         if code != 0 and not job.cancel_requested and job.spec.gpus:
@@ -293,9 +293,9 @@ class Engine:
             f"checkpointed and requeued (exit {REQUEUE_EXIT_CODE} when asked;"
             f" checkpoint {checkpoints}): resumes with GPUGATE_RESUME=1"
         )
-        return self._requeue(job, at, why, checkpoints=checkpoints)
+        return self.requeue(job, at, why, checkpoints=checkpoints)
 
-    def _requeue(self, job: Job, at: float, why: str, **changes: object) -> Change:
+    def requeue(self, job: Job, at: float, why: str, **changes: object) -> Change:
         """Back to the queue, keeping its priority and its waiting time (its place). What
         is left of its process group is killed first: the next run must not meet the last
         one (a child that outlived the job's shell). ``preempted_for`` stays until it starts
@@ -352,9 +352,7 @@ class Engine:
             f"{how}: out of GPU memory ({evidence}); requeued expecting {wanted} per GPU"
             f" (retry {retry} of {limit})"
         )
-        return self._requeue(
-            job, at, why, expected=raised, oom_retries=retry, exit_code=record.code
-        )
+        return self.requeue(job, at, why, expected=raised, oom_retries=retry, exit_code=record.code)
 
     def request_checkpoint(self, job: Job, now: float, why: str = "asked to checkpoint") -> Job:
         """Ask the job to save and exit 75: the file it can poll, then SIGUSR1 to its
@@ -486,7 +484,7 @@ class Engine:
     def _vanished(self, job: Job, now: float) -> Change:
         asked = job.checkpoint_requested_at is not None and not job.cancel_requested
         if asked and job.spec.preempt is PreemptMode.REQUEUE:  # killed with its shim
-            return self._requeue(job, now, "killed to make room; requeued")
+            return self.requeue(job, now, "killed to make room; requeued")
         if job.cancel_requested:  # SIGKILL to the group took the shim too
             return advance(job, JobState.CANCELLED, now, "cancelled by user (killed)")
         return advance(job, JobState.LOST, now, "its process ended without leaving an exit code")

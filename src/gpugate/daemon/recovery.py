@@ -3,7 +3,8 @@
 Jobs whose shim still runs are re-adopted; those that ended while the daemon was down
 have their exit code in the shim's exit file (the next tick's reaper records it); a job
 stored as starting without a pid (the daemon died while launching it) is looked for by
-its shim's command line, else marked lost.
+its shim's command line; if there is none, and no exit record, its process never
+started, and it goes back to the queue.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import signal
 from dataclasses import replace
 
 from gpugate.daemon.engine import Change, Engine
-from gpugate.lifecycle import advance
-from gpugate.model import Job, PreemptMode
+from gpugate.model import PreemptMode
 from gpugate.states import JobState
 
 
@@ -28,8 +28,9 @@ def recover(engine: Engine) -> list[str]:
             changes.append((replace(job, pid=found.pid, pid_start_time=found.start_time), None))
             notes.append(f"job {job.id}: re-adopted its shim (pid {found.pid})")
         elif engine.runner.exit_record(job, job_dir) is None:
-            changes.append(_lost(job, engine.clock()))
-            notes.append(f"job {job.id}: daemon stopped while launching it; marked lost")
+            why = "the daemon stopped before its process started; queued again"
+            changes.append(engine.requeue(job, engine.clock(), why))
+            notes.append(f"job {job.id}: {why}")
     engine.commit(changes)
     engine.check_all_exits = True  # the first tick reaps whatever ended meanwhile
     for job in engine.holders():
@@ -48,7 +49,3 @@ def recover(engine: Engine) -> list[str]:
             engine.checkpoint_due[job.id] = engine.clock() + engine.config.checkpoint_grace_s
             notes.append(f"job {job.id}: was asked to checkpoint; suspended if not done in time")
     return notes
-
-
-def _lost(job: Job, now: float) -> Change:
-    return advance(job, JobState.LOST, now, "the daemon stopped while launching it")
