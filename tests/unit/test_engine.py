@@ -344,14 +344,43 @@ def test_the_audit_log_rotates_instead_of_filling_the_disk(
     assert not (tmp_path / "audit.log.2").exists()  # one old file kept, no more
 
 
-def test_a_snapshot_older_than_the_last_observed_is_dropped(rig) -> None:  # type: ignore[no-untyped-def]
-    """A monitor read finishing late (it ran in a thread) must not bring back an old view."""
-    engine, _, _, monitor, _ = rig
-    monitor.processes = (GpuProcess(4242, 6 * GiB, 55.0),)
-    newer = replace(monitor.snapshot(), taken_at=20.0)
-    monitor.processes = ()
-    older = replace(monitor.snapshot(), taken_at=10.0)
-    engine.observe(newer)
-    engine.observe(older)
-    assert engine.snapshot is newer
-    assert [at for at, _, _ in engine.timeline.series(UUID, 3600, 30.0)] == [0.0, 20.0]
+def test_a_monitor_read_that_finishes_after_a_newer_one_is_dropped(tmp_path: Path) -> None:
+    """The monitor loop reads in a thread; `sim load` reads and observes at once. A read
+    that began before such a one and finishes after it must not put the older view back
+    (it did: the GPU history's points came out of time order)."""
+    import asyncio
+    import threading
+
+    from gpugate.daemon.app import Daemon
+
+    class SlowMonitor(StaticMonitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reading = [threading.Event(), threading.Event()]
+            self.go_on = threading.Event()
+
+        def snapshot(self) -> MachineSnapshot:
+            read = sum(e.is_set() for e in self.reading)
+            if read < len(self.reading):
+                self.reading[read].set()
+                self.go_on.wait(30)
+                self.go_on.clear()
+            return super().snapshot()
+
+    monitor = SlowMonitor()
+    config = replace(DaemonConfig(), monitor_interval_s=0.01)
+    daemon = Daemon(StatePaths(tmp_path), config, MemoryStore(), FakeRunner(), monitor)
+    newer = replace(StaticMonitor.snapshot(monitor), taken_at=5.0)
+
+    async def scenario() -> None:
+        loop = asyncio.create_task(daemon._monitor_loop())
+        await asyncio.to_thread(monitor.reading[0].wait, 30)  # the loop's read is under way
+        daemon.engine.observe(newer)  # what `sim load` does meanwhile
+        monitor.go_on.set()
+        await asyncio.to_thread(monitor.reading[1].wait, 30)  # the first read was handled
+        assert daemon.engine.snapshot is newer
+        daemon._stopping.set()
+        monitor.go_on.set()
+        await loop
+
+    asyncio.run(scenario())

@@ -32,7 +32,7 @@ from gpugate.daemon.paths import StatePaths
 from gpugate.daemon.recovery import recover
 from gpugate.daemon.service import Service
 from gpugate.gpu.base import GpuMonitor
-from gpugate.model import Job
+from gpugate.model import Job, MachineSnapshot
 from gpugate.runner.base import Runner
 from gpugate.states import JobState
 from gpugate.store.base import Store
@@ -169,19 +169,27 @@ class Daemon:
 
     async def _monitor_loop(self) -> None:
         while not self._stopping.is_set():
+            observed = self.engine.observed
             try:
                 snap = await asyncio.to_thread(self.engine.monitor.snapshot)
             except Exception as exc:  # a flaky driver or tool must not stop the daemon
                 log.warning("GPU monitor failed (keeping the last snapshot): %s", exc)
             else:
-                before = self.engine.gpu_views()
-                ramping_before = self._starting_usage()
-                self.engine.observe(snap)
-                if _load_dropped(before, self.engine.gpu_views()) or (
-                    self._starting_usage() != ramping_before
-                ):
-                    self.wake()
+                # A snapshot read after this one began (`sim load` reads at once) may have
+                # been observed meanwhile: then this one would put the older view back.
+                if self.engine.observed == observed:
+                    self._observe(snap)
             await asyncio.sleep(self.config.monitor_interval_s)
+
+    def _observe(self, snap: MachineSnapshot) -> None:
+        """Take the snapshot; a pass at once if load went away or a job ramped up."""
+        before = self.engine.gpu_views()
+        ramping_before = self._starting_usage()
+        self.engine.observe(snap)
+        if _load_dropped(before, self.engine.gpu_views()) or (
+            self._starting_usage() != ramping_before
+        ):
+            self.wake()
 
     def _starting_usage(self) -> dict[int, object]:
         """What starting jobs are seen using: when it moves, one may have ramped up."""

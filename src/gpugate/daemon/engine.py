@@ -67,7 +67,7 @@ class Engine:
         self.track_dependencies(self.active.values())
         self.reasons: dict[int, str] = {}  # why each waiting job waits (last pass)
         self.snapshot = MachineSnapshot(monitor.backend, clock(), ())
-        self._observed_at: float | None = None  # when the newest observed snapshot was taken
+        self.observed = 0  # snapshots observed so far
         self.windows: dict[str, UtilWindow] = {}
         self.usage: dict[int, dict[str, JobUsage]] = {}
         self.pid_owner: dict[int, int] = {}  # GPU process pid -> gpugate job id
@@ -99,13 +99,9 @@ class Engine:
     # -------------------------------------------------------------------- observe
     def observe(self, snap: MachineSnapshot) -> None:
         """Take a monitor snapshot: smooth utilization, attribute processes to jobs.
-
-        A snapshot older than the last one taken is dropped: the monitor loop reads in a
-        thread, and a read it started can finish after a newer one (``sim load`` reads at
-        once), which would put the old view back and the charts' points out of order."""
-        if self._observed_at is not None and snap.taken_at < self._observed_at:
-            return
-        self._observed_at = snap.taken_at
+        (``observed`` counts them, so that a read finishing late can tell it is stale:
+        see the daemon's monitor loop.)"""
+        self.observed += 1
         self.snapshot = snap
         self.timeline.add(snap)
         for gpu in snap.gpus:
