@@ -256,6 +256,34 @@ def test_recovery_requeues_a_job_stored_as_starting_without_a_process(rig) -> No
     assert engine.active[job.id].pid is not None
 
 
+def test_recovery_does_not_take_a_last_runs_exit_for_this_ones(rig) -> None:  # type: ignore[no-untyped-def]
+    """Requeued after exit 75, admitted again, and the daemon died before launching: the
+    exit file still holds the last run's 75. This run never started: it waits again."""
+
+    from gpugate.daemon.recovery import recover
+    from gpugate.lifecycle import advance
+
+    engine, service, runner, _, clock = rig
+    job = engine.active[submit(service, mem_bytes=GiB)]
+    runner.finish(job.id, 75, clock.now - 5)  # the last run's record
+    engine.commit(
+        [
+            advance(
+                job, JobState.STARTING, clock.now, "fits", gpu_uuids=(UUID,), started_at=clock.now
+            )
+        ]
+    )
+    recover(engine)
+    assert state(engine, job.id) is JobState.QUEUED
+    runner.finish(job.id, 0, clock.now + 1)  # a record of this run: it did start
+    engine.commit(
+        [advance(engine.active[job.id], JobState.STARTING, clock.now, "fits", started_at=clock.now)]
+    )
+    recover(engine)
+    engine.tick()
+    assert state(engine, job.id) is JobState.SUCCEEDED
+
+
 def test_a_batch_shares_one_environment_object_and_falls_back_to_the_requests(
     tmp_path: Path,
 ) -> None:

@@ -3,8 +3,8 @@
 Jobs whose shim still runs are re-adopted; those that ended while the daemon was down
 have their exit code in the shim's exit file (the next tick's reaper records it); a job
 stored as starting without a pid (the daemon died while launching it) is looked for by
-its shim's command line; if there is none, and no exit record, its process never
-started, and it goes back to the queue.
+its shim's command line; if there is none, and no exit record of this run, its process
+never started, and it goes back to the queue.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from dataclasses import replace
 
 from gpugate.daemon.engine import Change, Engine
 from gpugate.model import PreemptMode
+from gpugate.runner.base import ExitRecord
 from gpugate.states import JobState
+
+
+def _ended_since(record: ExitRecord | None, started_at: float | None) -> bool:
+    """Whether ``record`` is this run's: a job requeued before keeps its last run's exit
+    file until the next launch replaces it, and that run ended before this one began."""
+    return record is not None and (started_at is None or record.ended_at >= started_at)
 
 
 def recover(engine: Engine) -> list[str]:
@@ -27,7 +34,7 @@ def recover(engine: Engine) -> list[str]:
         if found is not None:
             changes.append((replace(job, pid=found.pid, pid_start_time=found.start_time), None))
             notes.append(f"job {job.id}: re-adopted its shim (pid {found.pid})")
-        elif engine.runner.exit_record(job, job_dir) is None:
+        elif not _ended_since(engine.runner.exit_record(job, job_dir), job.started_at):
             why = "the daemon stopped before its process started; queued again"
             changes.append(engine.requeue(job, engine.clock(), why))
             notes.append(f"job {job.id}: {why}")

@@ -25,6 +25,7 @@ class FakeRunner:
         if job.id in self.fail_launch:
             raise LaunchError(self.fail_launch[job.id])
         self.launched.append((job.id, env))
+        self._exits.pop(job.id, None)  # as the real shim's exit file is started afresh
         self._alive.add(job.id)
         self._next_pid += 1
         return Launched(self._next_pid, float(self._next_pid))
