@@ -183,7 +183,7 @@ def test_reset_waits_for_a_save_in_progress(tmp_path: Path) -> None:
         reset = subprocess.Popen(
             [str(BIN / "gpugate"), "offload", "reset"], env=env, stdout=subprocess.PIPE
         )
-        time.sleep(1.0)
+        time.sleep(2.5)  # time enough for the CLI to start and reach the lock
         assert reset.poll() is None and path.exists()  # waiting
     said, _ = reset.communicate(timeout=30)
     assert reset.returncode == 0 and b"kept in" in said

@@ -437,12 +437,16 @@ class AtSave:
         return transformed(stats, self.log_kept, self.moved)
 
 
-def merge(on_disk: ModelBook, at_save: Mapping[str, AtSave]) -> dict[str, LogLinearModel]:
+def merge(
+    on_disk: ModelBook, at_save: Mapping[str, AtSave], move_once: bool = True
+) -> dict[str, LogLinearModel]:
     """What the model file should now hold: its current models (``on_disk``, which other
     processes may have saved into since this one last read it) with what this process
     learned since (``at_save``) added, as if those runs had come after theirs. A key this
     process did not change is the file's as it is; one the file lacks (never saved, or
-    reset) is this process's own learning alone."""
+    reset) is this process's own learning alone. With ``move_once``, a shift this process
+    made is not applied to a file that another process already moved to the same level
+    (``_already_moved``)."""
     merged = dict(on_disk.models)
     for key, mine in at_save.items():
         if not mine.changed:
@@ -450,7 +454,12 @@ def merge(on_disk: ModelBook, at_save: Mapping[str, AtSave]) -> dict[str, LogLin
         disk = on_disk.models.get(key)
         if disk is None and mine.observations == mine.synced_observations:
             continue  # shifted, but with no runs of its own to write
-        base = mine.transformed(disk.stats()) if disk is not None else _NO_STATS
+        base = _NO_STATS
+        if disk is not None:
+            base = mine.transformed(disk.stats())
+            if move_once and mine.moved and _already_moved(key, disk, mine):
+                # another process saw the same change and saved it: move the file once
+                base = transformed(disk.stats(), mine.updates * _LN_FORGET, 0.0)
         model = new_model(key)
         model.observations = mine.observations - mine.synced_observations
         model.low, model.high = mine.low, mine.high
@@ -460,6 +469,18 @@ def merge(on_disk: ModelBook, at_save: Mapping[str, AtSave]) -> dict[str, LogLin
         model.set_stats(_plus(base, mine.own_stats()))
         merged[key] = model
     return merged
+
+
+def _already_moved(key: str, disk: LogLinearModel, mine: AtSave) -> bool:
+    """Whether the file's model already sits at the level this process shifted to: where
+    this process ran, its prediction is nearer this process's (moved) one than where that
+    one was before the move. Then another process followed the same change of the
+    machine into the file, and moving the file again would overshoot."""
+    ours = new_model(key)
+    ours.set_stats(mine.stats)
+    at = (mine.low + mine.high) / 2 if mine.low <= mine.high else 0.0
+    gap = disk.predict_at(at, 0.0)[0] - ours.predict_at(at, 0.0)[0]
+    return abs(gap) < abs(gap + mine.moved)
 
 
 def _plus(a: Sequence[float], b: Sequence[float], times: float = 1.0) -> list[float]:
@@ -557,6 +578,7 @@ class ModelBook:
             model.synced_observations = merged.observations
             model.updates_since_sync = since
             model.log_kept, model.moved = log_kept, moved
+            model.streak = ()  # its runs were off a model that is no more
             if since == 0:
                 model.low_since_sync, model.high_since_sync = math.inf, -math.inf
 
