@@ -178,8 +178,12 @@ def test_a_daemon_killed_during_a_checkpoint_loses_nothing(
     assert done.state == "succeeded", done.reason
     assert done.checkpoints == 1
     assert json.loads((saved / "result.json").read_text()) == expected
-    edges = [(t.from_state, t.to_state) for t in daemon.client.show(job).history]
-    assert edges.count(("queued", "starting")) == 2  # exactly one relaunch
+    history = daemon.client.show(job).history
+    launches = sum((t.from_state, t.to_state) == ("queued", "starting") for t in history)
+    # the SIGKILL may land while the daemon relaunches the checkpointed job: that launch
+    # never started a process, and recovery queues it again
+    aborted = sum("before its process started" in t.reason for t in history)
+    assert launches - aborted == 2  # exactly one relaunch ran
 
 
 def test_an_urgent_job_preempts_a_checkpointable_one_which_then_resumes(
