@@ -211,7 +211,10 @@ def test_an_urgent_job_preempts_a_checkpointable_one_which_then_resumes(
 
     urgent = daemon.submit("sleep 1", mem_bytes=10 * GiB, util_pct=30, priority=5)
     daemon.wait_state(urgent, "running", "succeeded", timeout_s=20)
-    assert daemon.state(training) in ("queued", "starting", "running")
+    now = daemon.client.show(training)
+    assert now.job.state in ("queued", "starting", "running"), [
+        (t.from_state, t.to_state, t.reason) for t in now.history
+    ]
     daemon.wait_state(urgent, "succeeded", timeout_s=20)
     done = daemon.wait_state(training, "succeeded", "failed", timeout_s=60)
     assert done.state == "succeeded", done.reason

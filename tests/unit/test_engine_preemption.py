@@ -142,3 +142,25 @@ def test_the_escalation_leaves_a_job_being_cancelled_alone(rig: Rig) -> None:
     engine.tick()
     assert state(engine, job) is JobState.RUNNING
     assert signal.SIGSTOP not in [sig for _, sig in runner.signals]
+
+
+def test_a_checkpoint_that_lands_as_the_job_is_suspended_still_requeues_it(rig: Rig) -> None:
+    """Asked to checkpoint, the job saves slowly (a busy machine): past the grace it is
+    suspended, which forgets the request, and its exit 75 lands just then. It is the
+    checkpoint it was asked for: requeued, not failed."""
+    engine, service, runner, _, clock = rig
+    job = submit(service, gpus=0, preempt="checkpoint")
+    engine.tick()
+    service.checkpoint(job)
+    clock.now += engine.config.checkpoint_grace_s + 1
+    engine.tick()
+    assert state(engine, job) is JobState.SUSPENDED
+    assert engine.active[job].checkpoint_requested_at is None
+    runner.finish(job, 75, clock.now)  # it had exited as the SIGSTOP was sent
+    engine.exited.add(job)
+    engine.tick()
+    edges = [(t.from_state, t.to_state, t.reason) for t in engine.store.history(job)]
+    assert (JobState.SUSPENDED, JobState.QUEUED) in [(a, b) for a, b, _ in edges]
+    assert "checkpointed and requeued" in edges[-3][2]
+    assert state(engine, job) is JobState.RUNNING  # relaunched at once: a CPU slot is free
+    assert engine.active[job].checkpoints == 1

@@ -264,7 +264,7 @@ class Engine:
         asked = job.checkpoint_requested_at is not None and not job.cancel_requested
         if asked and job.spec.preempt is PreemptMode.REQUEUE and code != 0:
             return self.requeue(job, record.ended_at, f"{how}: stopped to make room; requeued")
-        if code == REQUEUE_EXIT_CODE and asked:
+        if code == REQUEUE_EXIT_CODE and (asked or _saved_as_stopped(job)):
             return self._requeue_checkpointed(job, record.ended_at)
         if code != 0 and not job.cancel_requested and job.spec.gpus:
             evidence = self._oom_evidence(job)
@@ -684,6 +684,16 @@ def describe_exit(code: int) -> str:
         except ValueError:
             pass
     return f"exited {code}"
+
+
+def _saved_as_stopped(job: Job) -> bool:
+    """A checkpointable job suspended after its grace (suspending forgets the request) may
+    have been saving: its exit 75, landing as it was stopped, is the checkpoint asked for."""
+    return (
+        job.state is JobState.SUSPENDED
+        and job.spec.preempt is PreemptMode.CHECKPOINT
+        and not job.cancel_requested
+    )
 
 
 def _summed(per_gpu: dict[str, JobUsage]) -> tuple[float | None, int]:
