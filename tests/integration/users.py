@@ -8,13 +8,17 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from gpugate.client import ApiError, Client
+from gpugate.runner.local import SHIM_PATH
 from gpugate.units import GiB
 from tests.integration.conftest import RunningDaemon
 
@@ -24,6 +28,13 @@ def make_user() -> Iterator[Callable[[], pwd.struct_passwd]]:
     """Throw-away accounts, each with its own group (named as the user), removed after."""
     if os.geteuid() != 0 or shutil.which("useradd") is None:
         pytest.skip("needs root and useradd to create other users")
+    for needed in (SHIM_PATH, Path(sys.executable)):
+        if (closed := _closed_to_others(needed)) is not None:
+            pytest.skip(
+                f"jobs run as other users cannot enter {closed} (mode"
+                f" {stat.filemode(closed.stat().st_mode)}), on the way to {needed}:"
+                " clone the project where other users may enter"
+            )
     made: list[str] = []
 
     def make() -> pwd.struct_passwd:
@@ -39,6 +50,15 @@ def make_user() -> Iterator[Callable[[], pwd.struct_passwd]]:
     for name in made:
         subprocess.run(["userdel", name], check=False)
         subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def _closed_to_others(path: Path) -> Path | None:
+    """The first directory above ``path`` that a user with no rights of its own there
+    cannot enter (a checkout under a mode-700 directory, say), or None."""
+    for directory in reversed(path.absolute().parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return directory
+    return None
 
 
 @pytest.fixture
