@@ -52,11 +52,9 @@ def _runtime(read_only: bool = False, **options: Any) -> Runtime:
     _need_offload_extra()
     from gpugate.offload.devices import CpuDevice
     from gpugate.offload.runtime import Runtime
-    from gpugate.offload.store import ModelStore, default_model_path, machine_description
+    from gpugate.offload.store import ModelStore
 
-    label = CpuDevice().label
-    store = ModelStore(default_model_path(label), machine_description(label), read_only)
-    return Runtime(store=store, **options)
+    return Runtime(store=ModelStore.of_machine(CpuDevice().label, read_only), **options)
 
 
 def _need_offload_extra() -> None:
@@ -243,15 +241,16 @@ def cmd_offload_explain(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ reset
 def cmd_offload_reset(args: argparse.Namespace) -> int:
     from gpugate.offload.devices import CpuDevice
-    from gpugate.offload.store import ModelStore, default_model_path
+    from gpugate.offload.store import ModelStore
 
-    path = default_model_path(CpuDevice().label)
+    store = ModelStore.of_machine(CpuDevice().label)
+    path = store.path
     if not path.exists():
         print(f"nothing learned yet ({path} does not exist)")
         return 0
     aside = path.with_name(f"{path.name}.reset-{int(time.time())}")
     try:
-        with ModelStore(path, "").locked():  # not between another process's read and write
+        with store.locked():  # not between another process's read and write
             path.rename(aside)
     except OSError as exc:
         raise CliError(f"cannot reset {path}: {exc}") from None

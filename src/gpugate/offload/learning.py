@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from gpugate.offload.costmodel import ModelBook, merge
 from gpugate.offload.moving import Move
-from gpugate.offload.policy import Measurement, Option, compute_key, transfer_key
+from gpugate.offload.policy import Measurement, Option, option_key, transfer_key
 from gpugate.offload.store import ModelStore
 from gpugate.offload.task import CallFeatures
 
@@ -62,7 +62,7 @@ class Learner:
             if first not in self._warm:
                 self._warm.add(first)
                 return False
-            key = compute_key(call.kind, variant, call.dtype, label)
+            key = option_key(call, option)
             if self.book.observe(key, call.work, option.contention, compute_s):
                 log.info("%s: a lasting change in run times; most of the past forgotten", key)
             m = Measurement(

@@ -201,10 +201,10 @@ class LearnedChooser:
             if not option.feasible:
                 continue
             key = option_key(call, option)
-            log_mean, log_var = known.get((key, option.contention)) or self._predict(
-                key, l, option.contention
-            )
-            known[key, option.contention] = (log_mean, log_var)
+            predicted = known.get((key, option.contention))
+            if predicted is None:
+                predicted = known[key, option.contention] = self._predict(key, l, option.contention)
+            log_mean, log_var = predicted
             drawn = self.explore and log_var > EXPLORE_SD * EXPLORE_SD
             if drawn:
                 log_mean += math.sqrt(log_var) * self.rng.gauss(0.0, 1.0)

@@ -40,7 +40,7 @@ from gpugate.offload.policy import (
 )
 from gpugate.offload.queues import DeviceQueue
 from gpugate.offload.state import FixedState, StateSampler, StateView, SystemState, find_gpu_source
-from gpugate.offload.store import ModelStore, default_model_path, machine_description
+from gpugate.offload.store import ModelStore
 from gpugate.offload.task import CallFeatures, OffloadTask, Variant
 from gpugate.units import format_bytes
 
@@ -135,8 +135,7 @@ class Runtime:
 
     def _open_store(self, store: ModelStore | bool | None) -> ModelStore | None:
         if store is True:
-            label = self.cpu.label
-            return ModelStore(default_model_path(label), machine_description(label))
+            return ModelStore.of_machine(self.cpu.label)
         return store or None
 
     def _open_state(self, state: StateView | SystemState | None) -> StateView:

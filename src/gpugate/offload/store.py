@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -62,6 +63,11 @@ class ModelStore:
         self.path = path
         self.machine = machine
         self.read_only = read_only
+
+    @classmethod
+    def of_machine(cls, cpu_label: str, read_only: bool = False) -> ModelStore:
+        """This machine's model file (``default_model_path``)."""
+        return cls(default_model_path(cpu_label), machine_description(cpu_label), read_only)
 
     def load(self) -> tuple[ModelBook, list[Measurement]]:
         """What was saved; empty if nothing was. A file that cannot be decoded is moved
@@ -139,8 +145,7 @@ class ModelStore:
                     ) from None
                 time.sleep(0.02)
             except OSError as exc:  # a file system without flock: save unlocked
-                if not _unlocked_warned:
-                    _warn_unlocked(self.path.parent, exc)
+                _warn_unlocked(self.path.parent, str(exc))
                 return
 
     def save_snapshot(self, models: dict[str, Any], history: list[Measurement]) -> None:
@@ -166,12 +171,8 @@ class ModelStore:
             raise
 
 
-_unlocked_warned = False
-
-
-def _warn_unlocked(directory: Path, exc: OSError) -> None:
-    global _unlocked_warned
-    _unlocked_warned = True
+@functools.cache  # once per directory and reason
+def _warn_unlocked(directory: Path, exc: str) -> None:
     log.warning(
         "cannot lock %s (%s): saves of several processes may overwrite each other",
         directory,
