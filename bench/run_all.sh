@@ -43,11 +43,13 @@ if [[ "${1:-}" == "--quick" ]]; then
         "fair_share.py --hours 12"
         "offload.py --quick"
         "offload_threads.py --quick"
+        offload_adapt.py
     )
 else
     runs=(cli_latency.py submit_to_start.py throughput.py queue_scale.py idle_cpu.py
           suspend_latency.py preempt_latency.py identity_cost.py
-          "fair_share.py --out $root/docs/img/fair_share.png" offload.py offload_threads.py)
+          "fair_share.py --out $root/docs/img/fair_share.png" offload.py offload_threads.py
+          offload_adapt.py)
 fi
 
 mkdir -p "${BENCH_OUT_DIR:-$here/out}"
